@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+// kpeer: which process is at the other end of this unix socket?
+//
+// The targets follow the data: kernel memory → type offsets → socket
+// inventory → peer resolution → rendering, with a C shim underneath for what
+// needs C (libelf, libdw, libbpf, netlink structs) and a thin CLI on top.
+import PackageDescription
+
+let package = Package(
+    name: "kpeer",
+    products: [
+        .executable(name: "kpeer", targets: ["kpeer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C: libelf (kcore program headers, build-ids), libdw (DWARF offsets),
+        // libbpf (BTF offsets), the kptr_restrict signal guard, netlink headers.
+        .target(
+            name: "CKPeer",
+            linkerSettings: [
+                .linkedLibrary("elf"),
+                .linkedLibrary("dw"),
+                .linkedLibrary("bpf"),
+            ]
+        ),
+        // One error type, typed wrappers over the few syscalls kpeer makes.
+        .target(name: "KPeerSystem", dependencies: ["CKPeer"]),
+        // Kernel virtual address → bytes, through an ELF core (/proc/kcore).
+        .target(name: "KernelMemory", dependencies: ["CKPeer", "KPeerSystem"]),
+        // Where unix_sock.peer lives: --offset, BTF, DWARF (calibration is
+        // in PeerResolution, since it needs live sockets).
+        .target(name: "TypeOffsets", dependencies: ["CKPeer", "KPeerSystem"]),
+        // Every unix socket (/proc/net/unix, sock_diag) and who holds it (/proc/PID/fd).
+        .target(name: "SocketInventory", dependencies: ["CKPeer", "KPeerSystem"]),
+        // Socket → peer: through kernel memory, or through sock_diag.
+        .target(
+            name: "PeerResolution",
+            dependencies: ["CKPeer", "KPeerSystem", "KernelMemory", "TypeOffsets", "SocketInventory"]
+        ),
+        // The seed's table, --dump, one-line answers, JSON.
+        .target(name: "Rendering", dependencies: ["KPeerSystem", "SocketInventory", "PeerResolution"]),
+        .executableTarget(
+            name: "kpeer",
+            dependencies: [
+                "KPeerSystem", "TypeOffsets", "SocketInventory", "PeerResolution", "Rendering",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Test-only: writes synthetic ELF core files with libelf.
+        .target(name: "CoreWriter", path: "Tests/CoreWriter", linkerSettings: [.linkedLibrary("elf")]),
+        .testTarget(
+            name: "KPeerTests",
+            dependencies: [
+                "CKPeer", "CoreWriter", "KPeerSystem", "KernelMemory", "TypeOffsets",
+                "SocketInventory", "PeerResolution", "Rendering",
+            ]
+        ),
+    ]
+)

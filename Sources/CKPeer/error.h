@@ -1,0 +1,7 @@
+// Internal: fill a kp_error.
+#ifndef CKPEER_ERROR_H
+#define CKPEER_ERROR_H
+#include "ckpeer.h"
+int kp_fail(kp_error *err, int code, int err_errno, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#endif

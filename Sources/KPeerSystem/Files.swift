@@ -1,0 +1,87 @@
+import Glibc
+
+/// Thin wrappers over the syscalls kpeer makes on files. procfs files report
+/// a size of 0, so everything is read until EOF.
+public enum Files {
+    /// Reads a whole file (relative to `directory` when given).
+    public static func read(_ path: String, relativeTo directory: Int32 = AT_FDCWD) throws(KPeerError) -> [UInt8] {
+        let fd = openat(directory, path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .system("cannot open", path: path, errno: errno) }
+        defer { close(fd) }
+        return try readAll(fd: fd, path: path)
+    }
+
+    /// Reads a whole file, or nil when it vanished or cannot be read: a
+    /// process exiting mid-scan is normal, not an error.
+    public static func readIfPresent(_ path: String, relativeTo directory: Int32 = AT_FDCWD) -> [UInt8]? {
+        try? read(path, relativeTo: directory)
+    }
+
+    public static func readAll(fd: Int32, path: String) throws(KPeerError) -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = 65536
+        while true {
+            let start = out.count
+            out.reserveCapacity(start + chunk)
+            let n = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { buf -> Int in
+                let r = Glibc.read(fd, buf.baseAddress, chunk)
+                if r > 0 { out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<r])) }
+                return r
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system("cannot read", path: path, errno: errno)
+            }
+            if n == 0 { return out }
+            if chunk < 1 << 22 { chunk *= 2 }
+        }
+    }
+
+    /// The text of a small file without its trailing newline, or nil.
+    public static func text(_ path: String) -> String? {
+        guard var bytes = readIfPresent(path) else { return nil }
+        while let last = bytes.last, last == 0x0A || last == 0 { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    /// st_ino and st_dev of a path (following symlinks), or nil.
+    public static func identity(_ path: String) -> (inode: UInt64, device: UInt64)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (UInt64(st.st_ino), UInt64(st.st_dev))
+    }
+
+    /// st_ino of an open descriptor, or nil.
+    public static func inode(fd: Int32) -> UInt64? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return UInt64(st.st_ino)
+    }
+}
+
+/// Facts about the running process and kernel.
+public enum Host {
+    public static var isRoot: Bool { geteuid() == 0 }
+
+    /// The kernel lockdown mode from /sys/kernel/security/lockdown
+    /// ("none", "integrity", "confidentiality"), or nil when not exposed.
+    public static func lockdown(root: String = "/sys/kernel/security/lockdown") -> String? {
+        guard let text = Files.text(root) else { return nil }
+        // The active mode is bracketed: "none [integrity] confidentiality".
+        guard let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]") else { return nil }
+        return String(text[text.index(after: open)..<close])
+    }
+
+    /// The running kernel's release, as uname -r prints it.
+    public static var kernelRelease: String {
+        var u = utsname()
+        uname(&u)
+        return withUnsafeBytes(of: &u.release) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+}

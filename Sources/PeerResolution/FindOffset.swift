@@ -1,0 +1,68 @@
+import KernelMemory
+import KPeerSystem
+import SocketInventory
+import TypeOffsets
+
+/// The seed's find_gdb_offset, grown up: the peer offset from every source
+/// available, and whether they agree.
+public struct OffsetReport: Sendable {
+    public struct Line: Sendable {
+        public var source: OffsetSource
+        public var value: Int?
+        /// The file or method behind the value, or why there is none.
+        public var detail: String
+    }
+
+    public var lines: [Line] = []
+
+    /// The common value, when at least one source gave one and all agree.
+    public var agreed: Int? {
+        let values = Set(lines.compactMap(\.value))
+        return values.count == 1 ? values.first : nil
+    }
+
+    public static func gather(_ options: ResolverOptions, calibrateOn inode: UInt64? = nil) throws(KPeerError) -> OffsetReport {
+        var report = OffsetReport()
+        func attempt(_ source: OffsetSource, _ body: () throws(KPeerError) -> MemberOffset) {
+            do {
+                let o = try body()
+                report.lines.append(Line(source: source, value: o.value, detail: o.origin))
+            } catch {
+                report.lines.append(Line(source: source, value: nil, detail: error.problem))
+            }
+        }
+        if let v = options.offset {
+            attempt(.option) { () throws(KPeerError) in try UnixSockPeer.fromOption(v) }
+        }
+        attempt(.btf) { () throws(KPeerError) in try BTF.memberOffset(path: options.btfPath ?? BTF.defaultPath) }
+        let dwarfPath = options.dwarfPath ?? DWARF.defaultPaths().first(where: Files.exists)
+        if let dwarfPath {
+            attempt(.dwarf) { () throws(KPeerError) in try DWARF.checkedMemberOffset(path: dwarfPath, force: options.force) }
+        } else {
+            report.lines.append(Line(source: .dwarf, value: nil,
+                                     detail: "no vmlinux with debug info (give --dwarf, or install linux-image-\(Host.kernelRelease)-dbg)"))
+        }
+        attempt(.calibration) { () throws(KPeerError) in try calibrate(options, on: inode) }
+        if inode != nil, let cal = report.lines.last, cal.value == nil, cal.detail.hasPrefix("no unix socket") {
+            throw KPeerError(.notFound, cal.detail, fix: "list them with kpeer --all")
+        }
+        return report
+    }
+
+    static func calibrate(_ options: ResolverOptions, on inode: UInt64?) throws(KPeerError) -> MemberOffset {
+        try KcorePreflight.check(path: options.kcorePath)
+        let memory = try KernelMemory(path: options.kcorePath)
+        let pair = inode == nil ? try Calibration.Pair() : nil
+        let owners = OwnerScan.scan(procRoot: options.procRoot)
+        let entries = try Resolver.readTables(owners: owners, procRoot: options.procRoot)
+        try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: "")).checkAddresses(entries)
+        if let inode {
+            guard let e = entries.first(where: { $0.inode == inode }) else {
+                throw KPeerError(.notFound, "no unix socket has inode \(inode)")
+            }
+            return try Calibration.offset(memory: memory, socket: e.address, entries: entries,
+                                          origin: "connected socket \(inode)")
+        }
+        return try Calibration.offset(memory: memory, pair: pair!, entries: entries)
+    }
+}

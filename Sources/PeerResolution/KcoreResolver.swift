@@ -1,0 +1,124 @@
+import KernelMemory
+import KPeerSystem
+import SocketInventory
+import TypeOffsets
+
+/// Peers read from kernel memory: for each socket, the word at
+/// `address + offsetof(struct unix_sock, peer)`, mapped back to an inode
+/// through the /proc/net/unix table, and checked before it is believed.
+public struct KcoreResolver {
+    public let memory: KernelMemory
+    public let offset: MemberOffset
+
+    public init(memory: KernelMemory, offset: MemberOffset) {
+        self.memory = memory
+        self.offset = offset
+    }
+
+    /// What the self-check saw.
+    public struct Check: Sendable, Equatable {
+        /// Peer pointers that point back (stream, seqpacket) or at a datagram socket.
+        public var verified = 0
+        /// Pointers to a known socket that does not point back.
+        public var mismatched = 0
+        /// Pointers to no known socket whose target is not a closed socket either.
+        public var unknown = 0
+        /// Pointers to a socket already closed (its own peer is NULL).
+        public var closed = 0
+        /// Embryos whose listener could not be told apart.
+        public var unattributed = 0
+        public var failed: Int { mismatched + unknown }
+    }
+
+    /// Refuses tables whose addresses are not kernel addresses: hashed
+    /// (kptr_restrict=0 and not raised) or zeroed (kptr_restrict=2, not root).
+    public func checkAddresses(_ entries: [UnixSocketEntry]) throws(KPeerError) {
+        guard !entries.isEmpty else { return }
+        if entries.allSatisfy({ $0.address == 0 }) {
+            throw KPeerError(.unavailable, "/proc/net/unix shows every socket address as zero",
+                             fix: "run kpeer as root with kernel.kptr_restrict at 0 or 1, or use --method netlink")
+        }
+        let inside = entries.reduce(0) { $0 + (memory.contains($1.address) ? 1 : 0) }
+        if inside * 2 < entries.count {
+            throw KPeerError(.unavailable, "/proc/net/unix shows hashed socket addresses (\(entries.count - inside) of \(entries.count) lie outside kernel memory)",
+                             fix: "run kpeer as root so it can raise kernel.kptr_restrict to 1, or use --method netlink")
+        }
+    }
+
+    /// Reads and verifies every peer pointer. Throws `.refused` when the
+    /// offset is evidently wrong; otherwise returns only verified links.
+    public func links(_ entries: [UnixSocketEntry]) throws(KPeerError) -> (PeerLinks, Check) {
+        try checkAddresses(entries)
+        var byAddress: [UInt64: Int] = [:]
+        byAddress.reserveCapacity(entries.count)
+        for (i, e) in entries.enumerated() where e.address != 0 { byAddress[e.address] = i }
+
+        // Sorted by address, neighbours share cached slab pages.
+        let order = entries.indices.sorted { entries[$0].address < entries[$1].address }
+        var peerOf = [UInt64?](repeating: nil, count: entries.count)
+        for i in order where entries[i].address != 0 {
+            peerOf[i] = try? memory.readWord(entries[i].address &+ UInt64(offset.value))
+        }
+
+        var check = Check()
+        var links = PeerLinks()
+        let listeners = Self.listenersByPath(entries)
+        for i in entries.indices {
+            guard let p = peerOf[i], p != 0 else { continue }
+            let e = entries[i]
+            guard let j = byAddress[p] else {
+                // A peer that closed first stays pointed at (the survivor holds a
+                // reference) but leaves the table; its own peer was set to NULL.
+                if memory.contains(p), let back = try? memory.readWord(p &+ UInt64(offset.value)), back == 0 {
+                    check.closed += 1
+                } else {
+                    check.unknown += 1
+                }
+                continue
+            }
+            let t = entries[j]
+            let pointsBack = peerOf[j] == e.address
+            switch e.type {
+            case .dgram?:
+                // connect() on a datagram socket is one-way; the target must be a datagram socket.
+                guard t.type == .dgram else { check.mismatched += 1; continue }
+            default:
+                guard pointsBack, t.rawType == e.rawType else { check.mismatched += 1; continue }
+            }
+            check.verified += 1
+            if e.inode == 0 { continue }  // an embryo: its client is handled below
+            if t.inode != 0 {
+                links.peer[e.inode] = t.inode
+            } else if let path = t.path, let listener = listeners[ListenerKey(netns: t.netns, path: path)] ?? nil {
+                links.pendingOn[e.inode] = listener
+            } else {
+                check.unattributed += 1
+            }
+        }
+        if check.failed > 0 && check.failed >= check.verified {
+            throw KPeerError(.refused,
+                             "unix_sock.peer offset \(offset.value) (from \(offset.source.rawValue): \(offset.origin)) fails the self-check: \(check.failed) of \(check.failed + check.verified) peer pointers do not lead back to a socket",
+                             fix: "run kpeer --find-offset, then pass the right --offset (or drop it)")
+        }
+        return (links, check)
+    }
+
+    struct ListenerKey: Hashable {
+        var netns: UInt64
+        var path: SocketPath
+    }
+
+    /// An embryo (a connection not accepted yet) carries its listener's
+    /// address: it belongs to the one listener bound to that path in its
+    /// network namespace. Two listeners on one path (a path unlinked and
+    /// bound again) map to nil: no answer rather than a guess.
+    static func listenersByPath(_ entries: [UnixSocketEntry]) -> [ListenerKey: UInt64?] {
+        var out: [ListenerKey: UInt64?] = [:]
+        for e in entries where e.isListening && e.inode != 0 {
+            guard let path = e.path else { continue }
+            let key = ListenerKey(netns: e.netns, path: path)
+            out[key] = out[key] == nil ? .some(e.inode) : .some(nil)
+        }
+        return out
+    }
+}

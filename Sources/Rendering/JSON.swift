@@ -1,0 +1,57 @@
+import PeerResolution
+import SocketInventory
+import TypeOffsets
+
+/// `--json`: one document, built by hand to keep Foundation out.
+public enum JSON {
+    public static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20:
+                let h = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+
+    static func owners(_ list: [Owner]) -> String {
+        "[" + list.map { "{\"pid\":\($0.pid),\"name\":\(string($0.name)),\"fd\":\($0.fd)}" }.joined(separator: ",") + "]"
+    }
+
+    static func ref(_ map: PeerMap, _ inode: UInt64?) -> String {
+        guard let inode else { return "null" }
+        return "{\"inode\":\(inode),\"owners\":\(owners(map.owners(of: inode)))}"
+    }
+
+    public static func document(_ map: PeerMap) -> String {
+        var out = "{\"method\":\(string(map.method.rawValue))"
+        if let o = map.offset {
+            out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin))}"
+        }
+        if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
+        out += ",\"sockets\":["
+        for (i, s) in map.sockets.enumerated() {
+            if i > 0 { out += "," }
+            let e = s.entry
+            out += "\n{\"inode\":\(s.inode)"
+            out += ",\"type\":\(string(e.type?.name ?? "unknown"))"
+            out += ",\"state\":\(string(e.state.rawValue))"
+            out += ",\"path\":" + (e.path.map { string($0.display) } ?? "null")
+            out += ",\"owners\":\(owners(s.owners))"
+            out += ",\"peer\":\(ref(map, s.peer))"
+            out += ",\"pending_on\":\(ref(map, s.pendingOn))"
+            out += ",\"pending\":[" + s.pending.map { ref(map, $0) }.joined(separator: ",") + "]"
+            out += ",\"senders\":[" + s.senders.map { ref(map, $0) }.joined(separator: ",") + "]"
+            out += "}"
+        }
+        return out + "\n]}\n"
+    }
+}

@@ -1,0 +1,57 @@
+/// The address a unix socket is bound to: a filesystem path, or an abstract
+/// name (the kernel's leading NUL, shown as `@`).
+public struct SocketPath: Hashable, Sendable {
+    /// The name without the abstract marker.
+    public var bytes: [UInt8]
+    public var isAbstract: Bool
+
+    public init(bytes: [UInt8], isAbstract: Bool) {
+        self.bytes = bytes
+        self.isAbstract = isAbstract
+    }
+
+    /// From sun_path as UNIX_DIAG_NAME gives it: a leading NUL means abstract.
+    public init(sunPath: [UInt8]) {
+        if sunPath.first == 0 {
+            self.init(bytes: Array(sunPath.dropFirst()), isAbstract: true)
+        } else {
+            self.init(bytes: Array(sunPath.prefix(while: { $0 != 0 })), isAbstract: false)
+        }
+    }
+
+    /// As kpeer prints it: `@name` for abstract names, odd bytes escaped so
+    /// that one socket stays one line and one column.
+    public var display: String { (isAbstract ? "@" : "") + Escape.bytes(bytes) }
+}
+
+/// Escaping for output: bytes that would break a line, a column or a field
+/// become `\xNN`.
+public enum Escape {
+    /// Spaces, control bytes, DEL and `\`; bytes >= 0x80 pass when the name
+    /// is valid UTF-8.
+    public static func bytes(_ raw: [UInt8], also extra: UInt8? = nil) -> String {
+        let utf8OK = String(validating: raw, as: UTF8.self) != nil
+        var needs = false
+        for b in raw where b <= 0x20 || b == 0x7F || b == 0x5C || b == extra || (b >= 0x80 && !utf8OK) {
+            needs = true
+            break
+        }
+        if !needs { return String(decoding: raw, as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count + 8)
+        let hex = Array("0123456789abcdef".utf8)
+        for b in raw {
+            if b <= 0x20 || b == 0x7F || b == 0x5C || b == extra || (b >= 0x80 && !utf8OK) {
+                out += [0x5C, 0x78, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A process name for `--dump`, where `:` separates fields.
+    public static func dumpField(_ name: String) -> String {
+        bytes(Array(name.utf8), also: UInt8(ascii: ":"))
+    }
+}

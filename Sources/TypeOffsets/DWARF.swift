@@ -1,0 +1,89 @@
+import CKPeer
+import KPeerSystem
+
+/// Offsets from the DWARF of a vmlinux with debug info (Debian's
+/// linux-image-*-dbg), read with libdw, after checking that the vmlinux is
+/// the running kernel's build.
+public enum DWARF {
+    /// Where distributions put the running kernel's vmlinux with debug info.
+    public static func defaultPaths(release: String = Host.kernelRelease) -> [String] {
+        ["/usr/lib/debug/boot/vmlinux-\(release)",
+         "/usr/lib/debug/lib/modules/\(release)/vmlinux",
+         "/boot/vmlinux-\(release)",
+         "/lib/modules/\(release)/build/vmlinux"]
+    }
+
+    public static func memberOffset(path: String, type: String = UnixSockPeer.type,
+                                    member: String = UnixSockPeer.member,
+                                    preferCU: String? = UnixSockPeer.compileUnit) throws(KPeerError) -> MemberOffset {
+        var offset: UInt64 = 0, size: UInt64 = 0
+        var err = kp_error()
+        if kp_dwarf_member_offset(path, type, member, preferCU, &offset, &size, &err) != 0 {
+            throw KPeerError(err, fix: "give --dwarf the vmlinux with debug info of the running kernel (package linux-image-$(uname -r)-dbg)")
+        }
+        return MemberOffset(value: Int(offset), structSize: size > 0 ? Int(size) : nil, source: .dwarf, origin: path)
+    }
+
+    /// The offset from `path`, refused when its build-id is not the running
+    /// kernel's (offsets differ between builds) unless `force`.
+    public static func checkedMemberOffset(path: String, force: Bool,
+                                           runningBuildID: [UInt8]? = BuildID.runningKernel()) throws(KPeerError) -> MemberOffset {
+        if !force {
+            let fileID = try BuildID.ofFile(path)
+            guard let runningBuildID else {
+                throw KPeerError(.unavailable, "cannot read the running kernel's build-id from /sys/kernel/notes to check \(path)",
+                                 fix: "add --force if you are sure \(path) is this kernel's vmlinux")
+            }
+            if fileID != runningBuildID {
+                throw KPeerError(.badFile, "\(path) is another kernel build (build-id \(BuildID.hex(fileID)), running \(BuildID.hex(runningBuildID)))",
+                                 fix: "give --dwarf the vmlinux of the running kernel, or add --force")
+            }
+        }
+        return try memberOffset(path: path)
+    }
+}
+
+/// GNU build-ids: a vmlinux's, and the running kernel's from /sys/kernel/notes.
+public enum BuildID {
+    public static func ofFile(_ path: String) throws(KPeerError) -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: 64)
+        var len = 0
+        var err = kp_error()
+        if kp_elf_build_id(path, &buf, buf.count, &len, &err) != 0 {
+            throw KPeerError(err, fix: "give --dwarf the vmlinux with debug info of the running kernel")
+        }
+        return Array(buf.prefix(len))
+    }
+
+    public static func runningKernel(notes: String = "/sys/kernel/notes") -> [UInt8]? {
+        guard let bytes = Files.readIfPresent(notes) else { return nil }
+        return fromNotes(bytes)
+    }
+
+    /// Finds NT_GNU_BUILD_ID (type 3, name "GNU") in raw ELF note data.
+    public static func fromNotes(_ bytes: [UInt8]) -> [UInt8]? {
+        func u32(_ at: Int) -> Int {
+            Int(bytes[at]) | Int(bytes[at + 1]) << 8 | Int(bytes[at + 2]) << 16 | Int(bytes[at + 3]) << 24
+        }
+        func align4(_ n: Int) -> Int { (n + 3) & ~3 }
+        var at = 0
+        while at + 12 <= bytes.count {
+            let namesz = u32(at), descsz = u32(at + 4), type = u32(at + 8)
+            let name = at + 12
+            let desc = name + align4(namesz)
+            guard namesz < 1 << 16, descsz < 1 << 16, desc + descsz <= bytes.count else { return nil }
+            if type == 3, namesz == 4, Array(bytes[name..<name + 4]) == Array("GNU\0".utf8), descsz > 0 {
+                return Array(bytes[desc..<desc + descsz])
+            }
+            at = desc + align4(descsz)
+        }
+        return nil
+    }
+
+    public static func hex(_ id: [UInt8]) -> String {
+        id.map { b in
+            let s = String(b, radix: 16)
+            return b < 16 ? "0" + s : s
+        }.joined()
+    }
+}
