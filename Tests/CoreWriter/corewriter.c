@@ -28,6 +28,7 @@ int cw_write_core(const char *path, const cw_segment *segs, size_t n, char *err,
     eh->e_machine = EM_X86_64;
     eh->e_version = EV_CURRENT;
     Elf64_Phdr *ph = elf64_newphdr(elf, n);
+    eh->e_phoff = sizeof(Elf64_Ehdr);  // ELF_F_LAYOUT: every offset is ours to set
     if (!ph && n) goto bad;
     // We lay the file out ourselves: segment data page-aligned after the
     // headers, section headers last (the data lives in nameless sections).

@@ -1,0 +1,129 @@
+import CoreWriter
+import Foundation
+import Testing
+@testable import KernelMemory
+@testable import KPeerSystem
+
+/// A synthetic kernel: segments at kernel-looking addresses, written as an
+/// ELF core by libelf, the shape /proc/kcore has.
+final class SyntheticCore {
+    struct Segment {
+        var vaddr: UInt64
+        var bytes: [UInt8]
+        var memsz: UInt64
+    }
+
+    var segments: [Segment] = []
+    let path: String
+
+    init(name: String = "core") {
+        path = Support.tempDir() + "/" + name
+    }
+
+    @discardableResult
+    func add(vaddr: UInt64, size: Int, memsz: UInt64? = nil) -> Int {
+        segments.append(Segment(vaddr: vaddr, bytes: [UInt8](repeating: 0, count: size), memsz: memsz ?? UInt64(size)))
+        return segments.count - 1
+    }
+
+    /// Writes a little-endian word at a kernel address.
+    func poke(_ address: UInt64, _ value: UInt64) {
+        for (i, s) in segments.enumerated() where address >= s.vaddr && address + 8 <= s.vaddr + UInt64(s.bytes.count) {
+            let at = Int(address - s.vaddr)
+            for k in 0..<8 { segments[i].bytes[at + k] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(k))) }
+            return
+        }
+        fatalError("poke outside the synthetic core: \(String(address, radix: 16))")
+    }
+
+    func pokeByte(_ address: UInt64, _ value: UInt8) {
+        for (i, s) in segments.enumerated() where address >= s.vaddr && address < s.vaddr + UInt64(s.bytes.count) {
+            segments[i].bytes[Int(address - s.vaddr)] = value
+        }
+    }
+
+    func write() throws -> String {
+        var err = [CChar](repeating: 0, count: 256)
+        let rc: Int32 = withArrayOfBuffers(segments.map(\.bytes)) { bufs in
+            var cws = zip(segments, bufs).map { s, b in
+                cw_segment(vaddr: s.vaddr, data: b.baseAddress, filesz: UInt64(s.bytes.count), memsz: s.memsz)
+            }
+            return cw_write_core(path, &cws, cws.count, &err, err.count)
+        }
+        if rc != 0 { throw Support.Failure("cw_write_core: " + String(cString: err)) }
+        return path
+    }
+}
+
+private func withArrayOfBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
+    func go(_ i: Int, _ acc: [UnsafeRawBufferPointer]) -> R {
+        if i == arrays.count { return body(acc) }
+        return arrays[i].withUnsafeBytes { go(i + 1, acc + [$0]) }
+    }
+    return go(0, [])
+}
+
+struct KernelMemoryTests {
+    static let base: UInt64 = 0xffff_8880_0000_0000
+
+    @Test func mapsProgramHeadersAndTranslates() throws {
+        let core = SyntheticCore()
+        core.add(vaddr: Self.base, size: 3 * 4096)
+        core.add(vaddr: Self.base + 0x10_0000, size: 4096)
+        core.poke(Self.base + 0x18, 0x1122_3344_5566_7788)
+        core.poke(Self.base + 0x10_0000 + 8, 42)
+        let mem = try KernelMemory(path: try core.write())
+        #expect(mem.segments.count == 2)
+        #expect(mem.segments[0].vaddr == Self.base)
+        #expect(mem.segments[1].memsz == 4096)
+        #expect(try mem.readWord(Self.base + 0x18) == 0x1122_3344_5566_7788)
+        #expect(try mem.readWord(Self.base + 0x10_0000 + 8) == 42)
+    }
+
+    @Test func readsAcrossBlockEdgesAndAdjacentSegments() throws {
+        let core = SyntheticCore()
+        core.add(vaddr: Self.base, size: 2 * 4096)
+        core.add(vaddr: Self.base + 2 * 4096, size: 4096)  // adjacent, separate segment
+        for i in 0..<(3 * 4096) { core.pokeByte(Self.base + UInt64(i), UInt8(truncatingIfNeeded: i * 7)) }
+        let mem = try KernelMemory(path: try core.write())
+        let edge = try mem.read(Self.base + 4096 - 5, count: 10)
+        #expect(edge == (4091..<4101).map { UInt8(truncatingIfNeeded: $0 * 7) })
+        let across = try mem.read(Self.base + 2 * 4096 - 3, count: 6)
+        #expect(across == (8189..<8195).map { UInt8(truncatingIfNeeded: $0 * 7) })
+        // A second read of the same block comes from the cache.
+        let before = mem.preads
+        _ = try mem.read(Self.base + 4096 + 100, count: 8)
+        #expect(mem.preads == before)
+    }
+
+    @Test func outsideEverySegmentIsAnError() throws {
+        let core = SyntheticCore()
+        core.add(vaddr: Self.base, size: 4096)
+        core.add(vaddr: Self.base + 3 * 4096, size: 4096)
+        let mem = try KernelMemory(path: try core.write())
+        #expect(!mem.contains(Self.base - 1))
+        #expect(!mem.contains(Self.base + 4096))
+        #expect(kindOf { _ = try mem.readWord(0x62d4_0516) } == .refused)           // a hashed value
+        #expect(kindOf { _ = try mem.read(Self.base + 4090, count: 16) } == .refused)  // runs into the gap
+        #expect(kindOf { _ = try mem.readWord(Self.base + 5 * 4096) } == .refused)
+    }
+
+    @Test func beyondFileSizeReadsZeroes() throws {
+        let core = SyntheticCore()
+        core.add(vaddr: Self.base, size: 4096, memsz: 3 * 4096)
+        core.poke(Self.base + 4088, UInt64.max)
+        let mem = try KernelMemory(path: try core.write())
+        #expect(try mem.readWord(Self.base + 4088) == UInt64.max)
+        #expect(try mem.readWord(Self.base + 2 * 4096) == 0)
+    }
+
+    @Test func refusesFilesThatAreNotCores() throws {
+        let dir = Support.tempDir()
+        try Data("not an elf at all".utf8).write(to: URL(fileURLWithPath: dir + "/text"))
+        #expect(kindOf { _ = try KernelMemory(path: dir + "/text") } == .badFile)
+        #expect(kindOf { _ = try KernelMemory(path: "/bin/true") } == .badFile)  // ELF, not ET_CORE
+        #expect(kindOf { _ = try KernelMemory(path: dir + "/missing") } == .badFile)
+        let empty = SyntheticCore()
+        #expect(kindOf { _ = try KernelMemory(path: try empty.write()) } == .badFile)  // no PT_LOAD
+    }
+}

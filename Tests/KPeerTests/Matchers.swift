@@ -1,0 +1,13 @@
+import KPeerSystem
+
+/// The kind of KPeerError `body` throws, or nil when it throws none.
+func kindOf(_ body: () throws -> Void) -> KPeerError.Kind? {
+    do {
+        try body()
+        return nil
+    } catch let e as KPeerError {
+        return e.kind
+    } catch {
+        return nil
+    }
+}
