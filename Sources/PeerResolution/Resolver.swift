@@ -50,10 +50,13 @@ public enum Resolver {
 
     /// The kcore method, start to end.
     static func resolveKcore(_ options: ResolverOptions) throws(KPeerError) -> PeerMap {
+        // What the user gave is checked first: a wrong --dwarf is worth
+        // hearing about even on a machine where kcore is unusable.
+        let explicit = try explicitOffset(options)
         try KcorePreflight.check(path: options.kcorePath)
         let memory = try KernelMemory(path: options.kcorePath)
         var reasons: [String] = []
-        let symbolic = try symbolicOffset(options, reasons: &reasons)
+        let symbolic = try explicit ?? defaultOffset(reasons: &reasons)
         // Without symbols, calibrate on a pair of our own, which must be
         // open while the table is read.
         let pair = symbolic == nil ? try Calibration.Pair() : nil
@@ -65,20 +68,24 @@ public enum Resolver {
         } else {
             try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
                 .checkAddresses(entries)
-            offset = try Calibration.offset(memory: memory, pair: pair!, entries: entries,
-                                            window: Calibration.defaultWindow)
+            offset = try Calibration.offset(memory: memory, pair: pair!, entries: entries)
         }
         let (links, _) = try KcoreResolver(memory: memory, offset: offset).links(entries)
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
         return PeerMap(entries: entries, owners: owners, links: links, method: .kcore, offset: offset, excluding: own)
     }
 
-    /// The offset from --offset, --dwarf, --btf, the default BTF or the
-    /// default vmlinux paths, in that order; nil means: calibrate.
-    static func symbolicOffset(_ o: ResolverOptions, reasons: inout [String]) throws(KPeerError) -> MemberOffset? {
+    /// The offset from --offset, --dwarf or --btf, in that order, if given.
+    static func explicitOffset(_ o: ResolverOptions) throws(KPeerError) -> MemberOffset? {
         if let v = o.offset { return try UnixSockPeer.fromOption(v) }
         if let path = o.dwarfPath { return try DWARF.checkedMemberOffset(path: path, force: o.force) }
         if let path = o.btfPath { return try BTF.memberOffset(path: path) }
+        return nil
+    }
+
+    /// The offset from this kernel's BTF or a vmlinux in the usual places;
+    /// nil means: calibrate.
+    static func defaultOffset(reasons: inout [String]) -> MemberOffset? {
         do {
             return try BTF.memberOffset()
         } catch {

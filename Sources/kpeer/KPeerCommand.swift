@@ -160,7 +160,7 @@ enum Main {
     static func main() {
         let command: KPeerCommand
         do {
-            command = try KPeerCommand.parseAsRoot() as! KPeerCommand
+            command = try KPeerCommand.parse()
         } catch {
             let code = KPeerCommand.exitCode(for: error)
             if code == .success {

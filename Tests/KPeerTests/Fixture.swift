@@ -1,0 +1,79 @@
+import Foundation
+
+/// Tests/Fixture/fixture.c, running: processes with known names holding
+/// sockets it connected itself, and the truth it printed about them.
+final class Fixture {
+    struct Socket {
+        var inode: UInt64
+        var role: String
+        var pids: [Int32]
+    }
+
+    let process: Process
+    let input: Pipe
+    var names: [Int32: String] = [:]
+    var sockets: [Socket] = []
+    /// The `--dump` lines the fixture expects for its own sockets.
+    var dump: [String] = []
+
+    var inodes: Set<UInt64> { Set(sockets.map(\.inode)) }
+
+    func sockets(_ role: String) -> [Socket] { sockets.filter { $0.role == role } }
+
+    /// `PID NAME` lines expected from `kpeer INODE`, from the truth's dump lines.
+    func expectedAnswer(_ inode: UInt64) -> [String] {
+        var seen = Set<String>()
+        return dump.compactMap { line -> String? in
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard f.count == 6, UInt64(f[2]) == inode else { return nil }
+            return "\(f[4]) \(f[5])"
+        }.filter { seen.insert($0).inserted }.sorted { Int($0.split(separator: " ")[0])! < Int($1.split(separator: " ")[0])! }
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var built: String?
+
+    /// The fixture compiled once per test run.
+    static func binary() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let built { return built }
+        let out = Support.tempDir() + "/kpeer-fixture"
+        try Support.gcc([Support.packageRoot + "/Tests/Fixture/fixture.c"], output: out, flags: ["-O2", "-Wall"])
+        built = out
+        return out
+    }
+
+    init() throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: try Self.binary())
+        process.arguments = [Support.tempDir()]
+        input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        var text = ""
+        let handle = output.fileHandleForReading
+        while !text.hasSuffix("ready\n") {
+            let chunk = handle.availableData
+            if chunk.isEmpty { throw Support.Failure("fixture ended before ready: \(text)") }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 3)
+            switch f.first {
+            case "proc": names[Int32(f[1])!] = String(f[2])
+            case "sock": sockets.append(Socket(inode: UInt64(f[1])!, role: String(f[2]),
+                                               pids: f[3].split(separator: ",").map { Int32($0)! }))
+            case "dump": dump.append(String(line.dropFirst(5)))
+            default: break
+            }
+        }
+    }
+
+    deinit {
+        try? input.fileHandleForWriting.close()  // EOF: the fixture cleans up and exits
+        process.waitUntilExit()
+    }
+}
