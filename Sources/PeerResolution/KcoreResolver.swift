@@ -25,9 +25,13 @@ public struct KcoreResolver {
         public var unknown = 0
         /// Pointers to a socket already closed (its own peer is NULL).
         public var closed = 0
+        /// Connected stream/seqpacket sockets whose peer pointer reads NULL:
+        /// the kernel sets it before the state says connected, and keeps it
+        /// after the peer closes, so the offset must be wrong.
+        public var missing = 0
         /// Embryos whose listener could not be told apart.
         public var unattributed = 0
-        public var failed: Int { mismatched + unknown }
+        public var failed: Int { mismatched + unknown + missing }
     }
 
     /// Refuses tables whose addresses are not kernel addresses: hashed
@@ -64,8 +68,13 @@ public struct KcoreResolver {
         var links = PeerLinks()
         let listeners = Self.listenersByPath(entries)
         for i in entries.indices {
-            guard let p = peerOf[i], p != 0 else { continue }
             let e = entries[i]
+            guard let p = peerOf[i], p != 0 else {
+                if e.address != 0, e.state == .connected, e.type == .stream || e.type == .seqpacket {
+                    check.missing += 1
+                }
+                continue
+            }
             guard let j = byAddress[p] else {
                 // A peer that closed first stays pointed at (the survivor holds a
                 // reference) but leaves the table; its own peer was set to NULL.
@@ -97,7 +106,7 @@ public struct KcoreResolver {
         }
         if check.failed > 0 && check.failed >= check.verified {
             throw KPeerError(.refused,
-                             "unix_sock.peer offset \(offset.value) (from \(offset.source.rawValue): \(offset.origin)) fails the self-check: \(check.failed) of \(check.failed + check.verified) peer pointers do not lead back to a socket",
+                             "unix_sock.peer offset \(offset.value) (from \(offset.source.rawValue): \(offset.origin)) fails the self-check: \(check.failed) of \(check.failed + check.verified) connected sockets have no peer pointer that leads back to them",
                              fix: "run kpeer --find-offset, then pass the right --offset (or drop it)")
         }
         return (links, check)

@@ -3,6 +3,9 @@
  * program connected itself, and the truth about them on stdout.
  *
  *   fixture [DIR]        DIR holds the bound socket files (default /tmp)
+ *   fixture --run-as UID PROG ARGS...
+ *                        run PROG as UID (gid UID, no groups): the VM test's
+ *                        non-root case, as busybox has no setuidgid
  *
  * The parent creates every socket, then forks one child per role; each child
  * keeps only its own sockets, names itself (PR_SET_NAME) and waits. The parent
@@ -21,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -203,6 +207,13 @@ static void both(const struct sock *a, const struct sock *b)
 
 int main(int argc, char **argv)
 {
+    if (argc > 3 && strcmp(argv[1], "--run-as") == 0) {
+        uid_t id = (uid_t)atoi(argv[2]);
+        if (setgroups(0, NULL) < 0 || setgid(id) < 0 || setuid(id) < 0)
+            die("cannot become uid %u", (unsigned)id);
+        execvp(argv[3], argv + 3);
+        die("exec %s", argv[3]);
+    }
     const char *dir = argc > 1 ? argv[1] : "/tmp";
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct sockaddr_un sa;

@@ -95,6 +95,16 @@ struct KcoreResolverTests {
         }
     }
 
+    /// A wrong offset that lands on a field that is zero everywhere reads no
+    /// pointer at all; connected stream sockets must have one, so it is refused
+    /// rather than reported as "no peers".
+    @Test func aWrongOffsetReadingOnlyZeroesIsRefused() throws {
+        let w = Self.standardWorld()
+        let zeroed = Self.peerOffset + 16
+        for slot in 0..<10 { w.core.poke(w.address(slot) + UInt64(zeroed), 0) }
+        #expect(kindOf { _ = try resolve(w, offset: zeroed) } == .refused)
+    }
+
     @Test func twoListenersOnOnePathAttributeNothing() throws {
         let w = Self.standardWorld()
         w.socket(10, inode: 50, listening: true, path: "/run/s")  // rebound after unlink

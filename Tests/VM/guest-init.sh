@@ -78,7 +78,7 @@ run kptr2 kpeer --method kcore --dump
 echo 0 > /proc/sys/kernel/kptr_restrict
 
 # Not root.
-run nonroot chpst -u :65534:65534 kpeer --method kcore --dump
+run nonroot kpf --run-as 65534 kpeer --method kcore --dump
 
 # Last, because it cannot be undone: lockdown=confidentiality closes /proc/kcore.
 if [ -w /sys/kernel/security/lockdown ] && echo confidentiality > /sys/kernel/security/lockdown; then

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Judges one VM run: the guest's console log against the fixture's truth.
+
+The guest (guest-init.sh) ran kpeer many ways and printed each run as
+==KPEER-BEGIN id== stdout ==KPEER-STDERR== stderr ==KPEER-END id status=N kptr=N==.
+The truth is what the fixture printed about the sockets it made itself; the
+offset truth is what pahole said on the host about the same vmlinux.
+Prints one line per check, then `vm[KERNEL]: N passed, M failed`.
+"""
+import argparse
+import json
+import re
+import sys
+
+ap = argparse.ArgumentParser()
+ap.add_argument("log")
+ap.add_argument("--kernel", required=True)
+ap.add_argument("--package", default="")
+ap.add_argument("--pahole", type=int, required=True)
+ap.add_argument("--tally", help="write 'PASSED FAILED' here")
+args = ap.parse_args()
+
+text = open(args.log, "rb").read().decode("utf-8", "replace").replace("\r", "")
+runs = {}
+for m in re.finditer(r"^==KPEER-BEGIN (\S+)==\n(.*?)^==KPEER-STDERR==\n(.*?)^==KPEER-END \1 status=(\d+) kptr=(\d+)==$",
+                     text, re.S | re.M):
+    runs[m.group(1)] = {"out": m.group(2), "err": m.group(3), "status": int(m.group(4)), "kptr": int(m.group(5))}
+
+passed = failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"  ok    {name}")
+    else:
+        failed += 1
+        print(f"  FAIL  {name}" + (f": {detail}" if detail else ""))
+    return ok
+
+
+def run(rid):
+    r = runs.get(rid)
+    if r is None:
+        check(f"{rid}: ran in the guest", False, "no output for it on the console")
+    return r
+
+
+def lines(s):
+    return [l for l in s.split("\n") if l]
+
+
+print(f"vm[{args.kernel}] {args.package}")
+check("guest finished (==KPEER-DONE==)", "==KPEER-DONE==" in text)
+
+# The truth.
+procs, socks, want_dump = {}, [], []
+t = runs.get("truth")
+if t:
+    for l in lines(t["out"]):
+        f = l.split(" ")
+        if f[0] == "proc":
+            procs[int(f[1])] = f[2]
+        elif f[0] == "sock":
+            socks.append({"inode": int(f[1]), "role": f[2], "pids": [int(p) for p in f[3].split(",")]})
+        elif f[0] == "dump":
+            want_dump.append(l[5:])
+check("fixture is ready", t is not None and "ready" in lines(t["out"]), t and t["out"][-500:])
+fixture_inodes = {s["inode"] for s in socks}
+fixture_pids = set(procs)
+by_role = {}
+for s in socks:
+    by_role.setdefault(s["role"], []).append(s)
+
+
+def fixture_lines(out):
+    """The --dump lines about the fixture's own sockets (ignore the guest's others)."""
+    return sorted(l for l in lines(out) if int(l.split(":")[2]) in fixture_inodes)
+
+
+def expected_answer(inode):
+    seen, out = set(), []
+    for l in want_dump:
+        f = l.split(":")
+        if int(f[2]) == inode and (f[4], f[5]) not in seen:
+            seen.add((f[4], f[5]))
+            out.append(f"{f[4]} {f[5]}")
+    return sorted(out, key=lambda s: int(s.split(" ")[0]))
+
+
+# kptr_restrict is never left changed.
+info = runs.get("info")
+start_kptr = int(lines(info["out"])[-1]) if info and lines(info["out"]) else 0
+check("kptr_restrict is 0 at boot", start_kptr == 0, str(start_kptr))
+for rid, r in runs.items():
+    if rid == "kptr2":
+        check(f"{rid}: kptr_restrict left at 2", r["kptr"] == 2, str(r["kptr"]))
+    elif not check(f"{rid}: kptr_restrict left at {start_kptr}", r["kptr"] == start_kptr, str(r["kptr"])):
+        pass
+check("unix_diag loaded", run("insmod") is not None and run("insmod")["status"] == 0, runs.get("insmod", {}).get("err"))
+
+# --dump: kcore, netlink, and each offset source equal the truth, exactly.
+for rid in ["dump_auto_v", "dump_kcore", "dump_netlink", "dump_dwarf", "dump_btf", "dump_offset", "dump_calibrated"]:
+    r = run(rid)
+    if r is None:
+        continue
+    got = fixture_lines(r["out"]) if r["status"] == 0 else None
+    check(f"{rid}: exit 0", r["status"] == 0, r["err"].strip())
+    if got is not None:
+        missing = sorted(set(want_dump) - set(got))
+        extra = sorted(set(got) - set(want_dump))
+        check(f"{rid}: equals the fixture's truth ({len(want_dump)} links)", got == sorted(want_dump),
+              f"missing {missing}, extra {extra}")
+r = runs.get("dump_auto_v")
+if r:
+    check("dump_auto_v: auto chose kcore with BTF", "method kcore" in r["err"] and "from btf" in r["err"], r["err"].strip())
+r = runs.get("dump_calibrated")
+if r:
+    check("dump_calibrated: offset came from calibration", "from calibration" in r["err"], r["err"].strip())
+rk, rn = runs.get("dump_kcore"), runs.get("dump_netlink")
+if rk and rn:
+    check("dump: kcore and netlink agree on every socket in the guest",
+          sorted(lines(rk["out"])) == sorted(lines(rn["out"])),
+          f"kcore only {sorted(set(lines(rk['out'])) - set(lines(rn['out'])))}; netlink only {sorted(set(lines(rn['out'])) - set(lines(rk['out'])))}")
+
+# --all: same table both ways; every fixture link appears in its row.
+rk, rn = run("all_kcore"), run("all_netlink")
+if rk and rn:
+    check("all: kcore and netlink tables are identical", rk["out"] == rn["out"] and rk["status"] == 0,
+          "\n" + rk["out"] + "\n---\n" + rn["out"])
+    rows = {}
+    for row in lines(rk["out"])[1:]:
+        ino = row[50:58].strip()
+        if ino.isdigit():
+            rows[int(ino)] = row
+    bad = []
+    for l in want_dump:
+        f = l.split(":")
+        row = rows.get(int(f[2]))
+        cols = row[59:].split() if row else []
+        if len(cols) < 2 or f"{f[1]}/{f[0]}" not in cols[0].split(",") or f"{f[4]}/{f[5]}" not in cols[1].split(","):
+            bad.append(l)
+    check("all: every fixture link is in its row (owner and peer columns)", not bad, f"{bad}")
+    unlinked = [s["inode"] for s in by_role.get("lonely", []) + by_role.get("listener", [])]
+    check("all: sockets without a peer show '-'",
+          all(int(i) in rows and rows[int(i)][59:].split()[1] == "-" for i in unlinked), f"{unlinked}")
+
+# --json: parses, kcore == netlink except for the method fields, and the
+# fixture's links, pending clients and senders are in it.
+docs = {}
+for m in ["kcore", "netlink"]:
+    r = run(f"json_{m}")
+    if r is None:
+        continue
+    try:
+        docs[m] = json.loads(r["out"])
+        check(f"json_{m}: valid JSON, method {m}", docs[m]["method"] == m, docs[m]["method"])
+    except ValueError as e:
+        check(f"json_{m}: valid JSON", False, str(e))
+if len(docs) == 2:
+    check("json: kcore and netlink give the same sockets", docs["kcore"]["sockets"] == docs["netlink"]["sockets"])
+    check("json: kcore names its offset source", docs["kcore"].get("offset", {}).get("value") == args.pahole,
+          json.dumps(docs["kcore"].get("offset")))
+    sj = {s["inode"]: s for s in docs["kcore"]["sockets"]}
+    bad = []
+    for l in want_dump:
+        f = l.split(":")
+        s = sj.get(int(f[2]))
+        ref = s and (s["peer"] or s["pending_on"])
+        if not ref or ref["inode"] != int(f[3]) or int(f[4]) not in [o["pid"] for o in ref["owners"]]:
+            bad.append(l)
+    check("json: every fixture link", not bad, f"{bad}")
+    lst = by_role["listener"][0]["inode"]
+    pend = by_role["pending"][0]["inode"]
+    check("json: the listener lists its pending client",
+          [p["inode"] for p in sj.get(lst, {}).get("pending", [])] == [pend], json.dumps(sj.get(lst)))
+    dgs, dgc = by_role["dgserver"][0]["inode"], by_role["dgclient"][0]["inode"]
+    check("json: the dgram server lists its sender",
+          [p["inode"] for p in sj.get(dgs, {}).get("senders", [])] == [dgc], json.dumps(sj.get(dgs)))
+
+# kpeer INODE, both methods.
+for role in ["pair", "accepted", "client", "seqclient", "seqaccepted", "shared", "sharedpeer", "dgclient"]:
+    ino = by_role[role][0]["inode"]
+    for m in ["kcore", "netlink"]:
+        r = run(f"one_{m}_{role}_{ino}")
+        if r:
+            check(f"kpeer --method {m} INODE ({role} {ino})",
+                  r["status"] == 0 and lines(r["out"]) == expected_answer(ino),
+                  f"status {r['status']}, got {lines(r['out'])}, want {expected_answer(ino)}; {r['err'].strip()}")
+lst = by_role["listener"][0]
+server = procs.get(lst["pids"][0])
+for role, status, needle in [("pending", 3, f"listener {lst['inode']}"), ("lonely", 1, "not connected"),
+                             ("dgserver", 1, str(by_role["dgclient"][0]["inode"])), ("listener", 1, "listening")]:
+    ino = by_role[role][0]["inode"]
+    for m in ["kcore", "netlink"]:
+        r = run(f"one_{m}_{role}_{ino}")
+        if r:
+            err = lines(r["err"])
+            check(f"kpeer --method {m} INODE ({role}): status {status}, one line naming it, no stdout",
+                  r["status"] == status and r["out"] == "" and len(err) == 1 and needle in err[0]
+                  and (role != "pending" or server in err[0]),
+                  f"status {r['status']}, stdout {r['out']!r}, stderr {r['err']!r}")
+r = run("one_kcore_missing_999999999")
+if r:
+    check("kpeer --method kcore 999999999: status 2, one line", r["status"] == 2 and r["out"] == "" and len(lines(r["err"])) == 1,
+          f"{r}")
+
+# Offsets: BTF, DWARF (this build's vmlinux) and calibration agree with pahole.
+for rid in ["findoff", "findoff_inode"]:
+    r = run(rid)
+    if r is None:
+        continue
+    vals = {}
+    for l in lines(r["out"]):
+        f = l.split()
+        if len(f) >= 2 and f[0] in ("btf", "dwarf", "calibration", "option"):
+            vals[f[0]] = f[1]
+    want = {"btf": str(args.pahole), "dwarf": str(args.pahole), "calibration": str(args.pahole)}
+    check(f"{rid}: btf = dwarf = calibration = pahole ({args.pahole})", vals == want and r["status"] == 0,
+          f"{vals}; {r['out']} {r['err']}")
+
+# Refusals: no false link is ever printed.
+for rid, status, needle in [("wrong_offset_plus", 70, "--find-offset"), ("wrong_offset_minus", 70, "--find-offset"),
+                            ("wrong_offset_all", 70, "--find-offset"), ("foreign", 65, "build-id"),
+                            ("notelf", 65, "kpeer-test.env"), ("kptr2", 69, "kptr_restrict"),
+                            ("nonroot", 77, "root")]:
+    r = run(rid)
+    if r:
+        err = lines(r["err"])
+        check(f"{rid}: status {status}, nothing on stdout, one line on stderr",
+              r["status"] == status and r["out"] == "" and len(err) == 1 and needle in err[0],
+              f"status {r['status']}, stdout {r['out'][:300]!r}, stderr {r['err']!r}")
+
+# Lockdown (when the kernel has the LSM): kcore refused, auto falls back.
+if "lockdown_kcore" in runs:
+    r = runs["lockdown_kcore"]
+    check("lockdown: --method kcore refused with status 69", r["status"] == 69 and r["out"] == ""
+          and "lockdown" in r["err"], f"{r}")
+    r = runs["lockdown_auto"]
+    check("lockdown: auto falls back to netlink and still equals the truth",
+          r["status"] == 0 and fixture_lines(r["out"]) == sorted(want_dump) and "method netlink" in r["err"], f"{r}")
+else:
+    print("  skip  lockdown: this kernel has no lockdown LSM")
+
+print(f"vm[{args.kernel}]: {passed} passed, {failed} failed")
+if args.tally:
+    open(args.tally, "w").write(f"{passed} {failed}\n")
+sys.exit(1 if failed else 0)
