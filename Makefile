@@ -57,6 +57,11 @@ vmtest: setup-vm static
 
 test: unit-test vmtest
 
+# Benchmarks (make bench) and reliability work (make fuzz, churn) live next to
+# their code.
+-include Benchmarks/bench.mk
+-include Tests/Reliability/reliability.mk
+
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $$($(SWIFT) build -c release --show-bin-path)/kpeer $(DESTDIR)$(PREFIX)/bin/kpeer
