@@ -51,12 +51,20 @@ public enum Calibration {
     }
 
     /// The offset from a connected socket at `address`: it must be unique.
+    /// The window runs past the end of the struct into neighbouring slab
+    /// objects, where consecutive pairs can mimic a peer field one object
+    /// further on; `confirm` (kpeer's own pair, A and B) removes those.
     public static func offset(memory: KernelMemory, socket address: UInt64, entries: [UnixSocketEntry],
-                              expectedPeer: UInt64? = nil, window: Int = defaultWindow,
-                              origin: String) throws(KPeerError) -> MemberOffset {
+                              expectedPeer: UInt64? = nil, confirm: (UInt64, UInt64)? = nil,
+                              window: Int = defaultWindow, origin: String) throws(KPeerError) -> MemberOffset {
         let known = Set(entries.map(\.address).filter { $0 != 0 })
         var found = try candidates(memory: memory, socket: address, known: known, window: window)
         if let expectedPeer { found = found.filter { $0.peer == expectedPeer } }
+        if let (a, b) = confirm, found.count > 1 {
+            let mine = try candidates(memory: memory, socket: a, known: known, window: window)
+                .filter { $0.peer == b }.map(\.offset)
+            found = found.filter { mine.contains($0.offset) }
+        }
         guard found.count == 1 else {
             let what = found.isEmpty ? "no offset" : "\(found.count) offsets (\(found.map { String($0.offset) }.joined(separator: ", ")))"
             throw KPeerError(.refused, "calibration on \(origin) found \(what) where the two sockets point at each other",
@@ -68,13 +76,19 @@ public enum Calibration {
     /// Calibrates on kpeer's own pair, whose entries must be in `entries`.
     public static func offset(memory: KernelMemory, pair: Pair, entries: [UnixSocketEntry],
                               window: Int = defaultWindow) throws(KPeerError) -> MemberOffset {
+        let (a, b) = try addresses(of: pair, in: entries)
+        return try offset(memory: memory, socket: a, entries: entries, expectedPeer: b, window: window,
+                          origin: "socketpair made by kpeer")
+    }
+
+    /// The kernel addresses of kpeer's own pair, from `entries`.
+    public static func addresses(of pair: Pair, in entries: [UnixSocketEntry]) throws(KPeerError) -> (UInt64, UInt64) {
         guard let a = entries.first(where: { $0.inode == pair.inodes.0 })?.address,
               let b = entries.first(where: { $0.inode == pair.inodes.1 })?.address else {
             throw KPeerError(.unavailable, "kpeer's own socketpair is missing from /proc/net/unix",
                              fix: "give the offset another way: --btf, --dwarf or --offset")
         }
-        return try offset(memory: memory, socket: a, entries: entries, expectedPeer: b, window: window,
-                          origin: "socketpair made by kpeer")
+        return (a, b)
     }
 
     private static func clampedWindow(_ memory: KernelMemory, _ a: UInt64, _ window: Int) -> Int {

@@ -52,7 +52,8 @@ public struct OffsetReport: Sendable {
     static func calibrate(_ options: ResolverOptions, on inode: UInt64?) throws(KPeerError) -> MemberOffset {
         try KcorePreflight.check(path: options.kcorePath)
         let memory = try KernelMemory(path: options.kcorePath)
-        let pair = inode == nil ? try Calibration.Pair() : nil
+        // Made even with INODE: it confirms the offset when the user's socket alone is ambiguous.
+        let pair = try Calibration.Pair()
         let owners = OwnerScan.scan(procRoot: options.procRoot)
         let entries = try Resolver.readTables(owners: owners, procRoot: options.procRoot)
         try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: "")).checkAddresses(entries)
@@ -61,8 +62,9 @@ public struct OffsetReport: Sendable {
                 throw KPeerError(.notFound, "no unix socket has inode \(inode)")
             }
             return try Calibration.offset(memory: memory, socket: e.address, entries: entries,
+                                          confirm: try? Calibration.addresses(of: pair, in: entries),
                                           origin: "connected socket \(inode)")
         }
-        return try Calibration.offset(memory: memory, pair: pair!, entries: entries)
+        return try Calibration.offset(memory: memory, pair: pair, entries: entries)
     }
 }

@@ -232,6 +232,12 @@ for rid, status, needle in [("wrong_offset_plus", 70, "--find-offset"), ("wrong_
               r["status"] == status and r["out"] == "" and len(err) == 1 and needle in err[0],
               f"status {r['status']}, stdout {r['out'][:300]!r}, stderr {r['err']!r}")
 
+# Extension runs (Tests/VM/guest.d): each judges itself by its exit status.
+for rid in sorted(k for k in runs if k.startswith("x_")):
+    r = runs[rid]
+    check(f"{rid}: exit 0, kptr_restrict left at 0", r["status"] == 0 and r["kptr"] == 0,
+          f"status {r['status']}, stdout {r['out'][-2000:]!r}, stderr {r['err'][-2000:]!r}")
+
 # Lockdown (when the kernel has the LSM): kcore refused, auto falls back.
 if "lockdown_kcore" in runs:
     r = runs["lockdown_kcore"]

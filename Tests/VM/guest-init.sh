@@ -80,6 +80,11 @@ echo 0 > /proc/sys/kernel/kptr_restrict
 # Not root.
 run nonroot kpf --run-as 65534 kpeer --method kcore --dump
 
+# Extensions (churn, benchmarks): runs named x_* must exit 0.
+for f in /guest.d/*.sh; do
+    [ -f "$f" ] && . "$f"
+done
+
 # Last, because it cannot be undone: lockdown=confidentiality closes /proc/kcore.
 if [ -w /sys/kernel/security/lockdown ] && echo confidentiality > /sys/kernel/security/lockdown; then
     run lockdown_kcore kpeer --method kcore --dump

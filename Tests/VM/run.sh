@@ -90,8 +90,13 @@ pahole_offset() {
     pahole -C unix_sock "$1" | awk '$NF == "*/" && /[ *]peer;/ { for (i = 1; i <= NF; i++) if ($i == "/*") { print $(i + 1); exit } }'
 }
 
-# Fixture, static, built once.
+# Fixture, static, built once; so is every helper in guest.d/ (churn, crowd).
 gcc -O2 -Wall -static -o "$work/kpf" "$root/Tests/Fixture/fixture.c"
+mkdir -p "$work/extra"
+for c in "$here"/guest.d/*.c; do
+    [ -f "$c" ] || continue
+    gcc -O2 -Wall -static -o "$work/extra/$(basename "$c" .c)" "$c"
+done
 strip -o "$work/kpeer" "$KPEER_BIN"
 
 passed=0
@@ -148,6 +153,11 @@ EOF
     cp "$work/kpf" "$rd/bin/kpf"
     cp "$dir/unix_diag.ko" "$rd/lib/unix_diag.ko"
     cp "$root/Tests/VM/guest-init.sh" "$rd/init"
+    # Extensions: guest.d/*.sh are sourced by /init after the core checks,
+    # their helpers go to /bin; runs named x_* pass on status 0 (check.py).
+    mkdir -p "$rd/guest.d"
+    cp "$work"/extra/* "$rd/bin/" 2> /dev/null || true
+    cp "$here"/guest.d/*.sh "$rd/guest.d/" 2> /dev/null || true
     chmod 0755 "$rd/init"
     ln "$dir/vmlinux" "$rd/vmlinux" 2> /dev/null || cp "$dir/vmlinux" "$rd/vmlinux"
     cp "$foreign" "$rd/foreign.vmlinux"
@@ -165,6 +175,8 @@ EOF
     qemu_status=$?
     set -e
     t_boot=$(since "$t0")
+    # Kept for whoever reads results out of the guest (make bench).
+    mkdir -p "$here/out" && cp "$log" "$here/out/console-$k.log"
     [ $qemu_status = 124 ] && say "$pkg: the VM did not finish in ${VM_TIMEOUT}s"
 
     set +e
