@@ -10,6 +10,13 @@ let package = Package(
     name: "kpeer",
     products: [
         .executable(name: "kpeer", targets: ["kpeer"]),
+        // The libraries, for packages that build on kpeer by path (the
+        // fuzzers in Tests/Reliability/Fuzz).
+        .library(name: "KPeerSystem", targets: ["KPeerSystem"]),
+        .library(name: "KernelMemory", targets: ["KernelMemory"]),
+        .library(name: "TypeOffsets", targets: ["TypeOffsets"]),
+        .library(name: "SocketInventory", targets: ["SocketInventory"]),
+        .library(name: "PeerResolution", targets: ["PeerResolution"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

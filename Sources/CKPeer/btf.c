@@ -4,6 +4,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,7 +52,13 @@ int kp_btf_member_offset(const char *path, const char *type, const char *member,
     struct btf *btf = btf__parse(path, NULL);
     if (!btf) {
         int e = errno;
-        return kp_fail(err, KP_EFORMAT, e, "%s is not BTF data (%s)", path, strerror(e));
+        // libbpf has errnos of its own (4000+); ENOENT from an ELF means no .BTF section.
+        char why[128];
+        if (e == ENOENT)
+            snprintf(why, sizeof why, "no .BTF section");
+        else if (libbpf_strerror(e, why, sizeof why) != 0)
+            snprintf(why, sizeof why, "%s", strerror(e));
+        return kp_fail(err, KP_EFORMAT, e, "%s is not BTF data (%s)", path, why);
     }
     __s32 id = btf__find_by_name_kind(btf, type, BTF_KIND_STRUCT);
     if (id < 0) {

@@ -5,9 +5,44 @@
 #include <elfutils/libdw.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gelf.h>
 #include <libelf.h>
 #include <string.h>
 #include <unistd.h>
+
+// Names from a malformed file may run off the end of their section: libdw
+// hands out pointers into section data without checking that a NUL follows
+// (found by fuzzing). A name is used only when it ends inside a .debug_*
+// section of this file.
+typedef struct { const char *start; size_t size; } str_range;
+static _Thread_local str_range ranges[32];  // per call; thread-local for parallel tests
+static _Thread_local size_t nranges;
+
+static void collect_ranges(Elf *elf) {
+    nranges = 0;
+    size_t shstrndx;
+    if (elf_getshdrstrndx(elf, &shstrndx) != 0) return;
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(elf, scn)) != NULL && nranges < sizeof ranges / sizeof *ranges) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh)) continue;
+        const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
+        if (!name || strncmp(name, ".debug_", 7) != 0) continue;
+        Elf_Data *d = elf_getdata(scn, NULL);  // decompressed by libdw, if it was
+        if (d && d->d_buf && d->d_size) ranges[nranges++] = (str_range){d->d_buf, d->d_size};
+    }
+}
+
+static const char *checked_name(const char *name) {
+    if (!name) return NULL;
+    for (size_t i = 0; i < nranges; i++) {
+        const char *end = ranges[i].start + ranges[i].size;
+        if (name >= ranges[i].start && name < end) return memchr(name, 0, (size_t)(end - name)) ? name : NULL;
+    }
+    return NULL;
+}
+
+static const char *die_name(Dwarf_Die *die) { return checked_name(dwarf_diename(die)); }
 
 // Peels typedefs and qualifiers off a type DIE.
 static Dwarf_Die *strip_type(Dwarf_Die *die, Dwarf_Die *mem) {
@@ -54,7 +89,7 @@ static int find_member(Dwarf_Die *st, const char *member, uint64_t base, uint64_
         if (dwarf_tag(&child) != DW_TAG_member) continue;
         uint64_t here;
         if (member_location(&child, &here) != 0) continue;
-        const char *name = dwarf_diename(&child);
+        const char *name = die_name(&child);
         if (name && strcmp(name, member) == 0) {
             *off = base + here;
             return 1;
@@ -82,7 +117,7 @@ static int search_cu(Dwarf_Die *cudie, const char *type, const char *member, uin
     do {
         if (dwarf_tag(&die) != DW_TAG_structure_type || dwarf_hasattr(&die, DW_AT_declaration))
             continue;
-        const char *name = dwarf_diename(&die);
+        const char *name = die_name(&die);
         if (!name || strcmp(name, type) != 0) continue;
         seen_type = 1;
         if (find_member(&die, member, 0, off, 0)) {
@@ -115,6 +150,7 @@ int kp_dwarf_member_offset(const char *path, const char *type, const char *membe
         close(fd);
         return kp_fail(err, KP_ENODEBUG, 0, "%s has no DWARF debug info (%s)", path, dwarf_errmsg(-1));
     }
+    collect_ranges(elf);
     int found = 0, member_missing = 0;
     // Pass 0: the preferred CUs only; pass 1: all the others.
     for (int pass = (prefer_cu ? 0 : 1); pass < 2 && !found; pass++) {
@@ -124,7 +160,7 @@ int kp_dwarf_member_offset(const char *path, const char *type, const char *membe
         while (!found && dwarf_get_units(dbg, cu, &cu, NULL, &unit_type, &cudie, NULL) == 0) {
             if (unit_type != DW_UT_compile && unit_type != DW_UT_partial) continue;
             if (prefer_cu) {
-                const char *name = dwarf_diename(&cudie);
+                const char *name = die_name(&cudie);
                 int preferred = name && strstr(name, prefer_cu) != NULL;
                 if (preferred != (pass == 0)) continue;
             }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,6 +54,16 @@ int kp_core_segments(int fd, kp_segment **segments, size_t *count, kp_error *err
         GElf_Phdr ph;
         if (!gelf_getphdr(elf, (int)i, &ph)) continue;
         if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
+        // File ranges must be pread-able (off_t) and address ranges must not
+        // wrap: anything else is a corrupt header (found by fuzzing).
+        if (ph.p_offset > INT64_MAX || ph.p_filesz > INT64_MAX - ph.p_offset ||
+            ph.p_memsz - 1 > UINT64_MAX - ph.p_vaddr) {
+            free(out);
+            elf_end(elf);
+            return kp_fail(err, KP_EFORMAT, 0, "program header %zu is corrupt (offset 0x%llx, size 0x%llx at 0x%llx)",
+                           i, (unsigned long long)ph.p_offset, (unsigned long long)ph.p_filesz,
+                           (unsigned long long)ph.p_vaddr);
+        }
         out[n].vaddr = ph.p_vaddr;
         out[n].memsz = ph.p_memsz;
         out[n].filesz = ph.p_filesz;

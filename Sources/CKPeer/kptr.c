@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -70,13 +71,23 @@ int kp_kptr_raise(int *previous) {
     sigfillset(&sa.sa_mask);
     // Armed before the write: a signal in between only rewrites the 0.
     raised = 1;
-    for (size_t i = 0; i < NGUARDED; i++) sigaction(guarded[i], &sa, &previous_actions[i]);
+    for (size_t i = 0; i < NGUARDED; i++) {
+        sigaction(guarded[i], &sa, &previous_actions[i]);
+        // An ignored signal cannot end the run: leave it ignored, rather
+        // than lower kptr_restrict and carry on with hashed addresses.
+        if (previous_actions[i].sa_handler == SIG_IGN) sigaction(guarded[i], &previous_actions[i], NULL);
+    }
     int rc = write_value('1');
     if (rc != 0) {
         raised = 0;
         put_back_handlers();
         return rc;
     }
+    // Test hook: KPEER_TEST_HOLD_KPTR=N keeps kptr_restrict raised for N
+    // seconds, so the signal tests (Tests/KPeerTests/SignalTests.swift, the
+    // VM's x_signal_* runs) can deliver a signal while it is raised.
+    const char *hold = getenv("KPEER_TEST_HOLD_KPTR");
+    for (unsigned left = hold ? (unsigned)atoi(hold) : 0; left > 0;) left = sleep(left);
     return 0;
 }
 

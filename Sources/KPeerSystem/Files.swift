@@ -19,10 +19,12 @@ public enum Files {
 
     public static func readAll(fd: Int32, path: String) throws(KPeerError) -> [UInt8] {
         var out: [UInt8] = []
-        var chunk = 65536
+        let chunk = 65536
         while true {
             let start = out.count
-            out.reserveCapacity(start + chunk)
+            // procfs gives a page per read: growing to exactly what one more
+            // read needs would copy the whole file again at every page.
+            if out.capacity - start < chunk { out.reserveCapacity(Swift.max(out.capacity * 2, start + chunk)) }
             let n = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { buf -> Int in
                 let r = Glibc.read(fd, buf.baseAddress, chunk)
                 if r > 0 { out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<r])) }
@@ -33,7 +35,6 @@ public enum Files {
                 throw .system("cannot read", path: path, errno: errno)
             }
             if n == 0 { return out }
-            if chunk < 1 << 22 { chunk *= 2 }
         }
     }
 

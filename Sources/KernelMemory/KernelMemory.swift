@@ -51,13 +51,20 @@ public final class KernelMemory {
                 throw KPeerError.system("cannot open", path: path, errno: code)
             }
         }
+        var st = stat()
+        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+            close(fd)
+            throw KPeerError(.badFile, "\(path) is a directory", fix: "give --kcore an ELF core file such as /proc/kcore")
+        }
         var raw: UnsafeMutablePointer<kp_segment>?
         var count = 0
         var err = kp_error()
         let rc = kp_core_segments(fd, &raw, &count, &err)
         if rc != 0 {
             close(fd)
-            throw KPeerError(err, fix: "give --kcore an ELF core file such as /proc/kcore")
+            var e = KPeerError(err, fix: "give --kcore an ELF core file such as /proc/kcore")
+            e.problem = "\(path): \(e.problem)"
+            throw e
         }
         defer { free(raw) }
         var segs: [Segment] = []

@@ -9,10 +9,18 @@ import TypeOffsets
 public struct KcoreResolver {
     public let memory: KernelMemory
     public let offset: MemberOffset
+    /// Reads the socket tables again, after kernel memory has been read.
+    /// A socket can be freed between the table read and the memory read and
+    /// its unix_sock reused by another socket (with its own peer); a link is
+    /// kept only when both addresses still name the same sockets afterwards.
+    /// nil: the table is taken as current (a frozen core file).
+    public var reread: (() throws(KPeerError) -> [UnixSocketEntry])?
 
-    public init(memory: KernelMemory, offset: MemberOffset) {
+    public init(memory: KernelMemory, offset: MemberOffset,
+                reread: (() throws(KPeerError) -> [UnixSocketEntry])? = nil) {
         self.memory = memory
         self.offset = offset
+        self.reread = reread
     }
 
     /// What the self-check saw.
@@ -31,6 +39,10 @@ public struct KcoreResolver {
         public var missing = 0
         /// Embryos whose listener could not be told apart.
         public var unattributed = 0
+        /// Pointers read from, or to, a socket whose address named another
+        /// socket (or none) when the table was read again: freed and maybe
+        /// reused meanwhile. Neither trusted nor counted against the offset.
+        public var changed = 0
         public var failed: Int { mismatched + unknown + missing }
     }
 
@@ -64,14 +76,14 @@ public struct KcoreResolver {
             peerOf[i] = try? memory.readWord(entries[i].address &+ UInt64(offset.value))
         }
 
-        var check = Check()
-        var links = PeerLinks()
-        let listeners = Self.listenersByPath(entries)
+        // What each pointer says, judged once every read of memory is done.
+        enum Outcome { case none, missing, closed, unknown, mismatched(Int), verified(Int) }
+        var outcome = [Outcome](repeating: .none, count: entries.count)
         for i in entries.indices {
             let e = entries[i]
             guard let p = peerOf[i], p != 0 else {
                 if e.address != 0, e.state == .connected, e.type == .stream || e.type == .seqpacket {
-                    check.missing += 1
+                    outcome[i] = .missing
                 }
                 continue
             }
@@ -79,9 +91,9 @@ public struct KcoreResolver {
                 // A peer that closed first stays pointed at (the survivor holds a
                 // reference) but leaves the table; its own peer was set to NULL.
                 if memory.contains(p), let back = try? memory.readWord(p &+ UInt64(offset.value)), back == 0 {
-                    check.closed += 1
+                    outcome[i] = .closed
                 } else {
-                    check.unknown += 1
+                    outcome[i] = .unknown
                 }
                 continue
             }
@@ -90,18 +102,54 @@ public struct KcoreResolver {
             switch e.type {
             case .dgram?:
                 // connect() on a datagram socket is one-way; the target must be a datagram socket.
-                guard t.type == .dgram else { check.mismatched += 1; continue }
+                outcome[i] = t.type == .dgram ? .verified(j) : .mismatched(j)
             default:
-                guard pointsBack, t.rawType == e.rawType else { check.mismatched += 1; continue }
+                outcome[i] = pointsBack && t.rawType == e.rawType ? .verified(j) : .mismatched(j)
             }
-            check.verified += 1
-            if e.inode == 0 { continue }  // an embryo: its client is handled below
-            if t.inode != 0 {
-                links.peer[e.inode] = t.inode
-            } else if let path = t.path, let listener = listeners[ListenerKey(netns: t.netns, path: path)] ?? nil {
-                links.pendingOn[e.inode] = listener
-            } else {
-                check.unattributed += 1
+        }
+
+        // The table again, now that memory has been read: an address that
+        // still names the same socket (inode; path for embryos, which have
+        // none) held that socket the whole time, so what was read is its.
+        var stable = [Bool](repeating: true, count: entries.count)
+        if let reread {
+            var now: [UInt64: (inode: UInt64, path: SocketPath?, netns: UInt64)] = [:]
+            for e in try reread() where e.address != 0 { now[e.address] = (e.inode, e.path, e.netns) }
+            for i in entries.indices {
+                let e = entries[i]
+                guard let n = now[e.address] else { stable[i] = false; continue }
+                stable[i] = n.inode == e.inode && (e.inode != 0 || (n.path == e.path && n.netns == e.netns))
+            }
+        }
+
+        var check = Check()
+        var links = PeerLinks()
+        let listeners = Self.listenersByPath(entries)
+        for i in entries.indices {
+            let e = entries[i]
+            if case .none = outcome[i] { continue }
+            switch outcome[i] {
+            case .verified(let j), .mismatched(let j): if !stable[j] { check.changed += 1; continue }
+            default: break
+            }
+            guard stable[i] else { check.changed += 1; continue }
+            switch outcome[i] {
+            case .none: continue
+            case .missing: check.missing += 1
+            case .closed: check.closed += 1
+            case .unknown: check.unknown += 1
+            case .mismatched: check.mismatched += 1
+            case .verified(let j):
+                check.verified += 1
+                if e.inode == 0 { continue }  // an embryo: its client is handled below
+                let t = entries[j]
+                if t.inode != 0 {
+                    links.peer[e.inode] = t.inode
+                } else if let path = t.path, let listener = listeners[ListenerKey(netns: t.netns, path: path)] ?? nil {
+                    links.pendingOn[e.inode] = listener
+                } else {
+                    check.unattributed += 1
+                }
             }
         }
         if check.failed > 0 && check.failed >= check.verified {

@@ -1,3 +1,4 @@
+import CKPeer
 import KPeerSystem
 import SocketInventory
 
@@ -6,21 +7,56 @@ import SocketInventory
 public enum NetlinkResolver {
     public static func links(from diag: [DiagEntry]) -> PeerLinks {
         var links = PeerLinks()
-        for e in diag where e.inode != 0 {
-            // 0 is an embryo (a client's peer before accept) or a peer that
-            // is already closed: neither is a socket of its own.
-            if let p = e.peer, p != 0 { links.peer[e.inode] = p }
-            if e.rawState == 10 {  // TCP_LISTEN
-                for client in e.icons where client != 0 { links.pendingOn[client] = e.inode }
-            }
-        }
+        links.peer.reserveCapacity(diag.count)
+        for e in diag { add(e, to: &links) }
         return links
     }
 
-    /// Every socket of this network namespace.
+    /// What the links need from sock_diag: the peer of every socket and
+    /// the clients queued on every listener. Names, bound files and queue
+    /// lengths are kernel work per socket and bytes to read, for nothing
+    /// here (/proc/net/unix gives the table its paths).
+    static let linkAttributes = UInt32(UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS)
+
+    /// The links from a sock_diag dump read as it arrives (never held whole).
+    static func linksFromDump() throws(KPeerError) -> PeerLinks {
+        var links = PeerLinks()
+        try SockDiag.dump(show: linkAttributes) { add($0, to: &links) }
+        return links
+    }
+
+    @inline(__always)
+    static func add(_ e: DiagEntry, to links: inout PeerLinks) {
+        // 0 is an embryo (a client's peer before accept) or a peer that
+        // is already closed: neither is a socket of its own.
+        guard e.inode != 0 else { return }
+        if let p = e.peer, p != 0 { links.peer[e.inode] = p }
+        if e.rawState == 10 {  // TCP_LISTEN
+            for client in e.icons where client != 0 { links.pendingOn[client] = e.inode }
+        }
+    }
+
+    /// Every socket of this network namespace. The sock_diag dump and
+    /// /proc/net/unix are both formatted by the kernel as they are read:
+    /// they are read at the same time, on two threads.
     public static func resolveAll(owners: OwnerTable) throws(KPeerError) -> PeerMap {
-        let diag = try SockDiag.dump()
-        let entries = try ProcNetUnix.read("/proc/self/net/unix")
-        return PeerMap(entries: entries, owners: owners, links: links(from: diag), method: .netlink)
+        let work = Both()
+        Parallel.run(2) { slot in
+            if slot == 0 {
+                work.links = Result { () throws(KPeerError) in try NetlinkResolver.linksFromDump() }
+            } else {
+                work.entries = Result { () throws(KPeerError) in try ProcNetUnix.read("/proc/self/net/unix") }
+            }
+        }
+        // The dump's error first, as when they ran one after the other.
+        let links = try work.links!.get()
+        let entries = try work.entries!.get()
+        return PeerMap(entries: entries, owners: owners, links: links, method: .netlink)
+    }
+
+    /// The two results, each written by one thread before the join.
+    final class Both: @unchecked Sendable {
+        var links: Result<PeerLinks, KPeerError>?
+        var entries: Result<[UnixSocketEntry], KPeerError>?
     }
 }

@@ -42,7 +42,9 @@ public struct PeerMap: Sendable {
     public var fallbackReason: String?
     /// Sorted by inode; embryos (inode 0) are not sockets of their own here.
     public private(set) var sockets: [ResolvedSocket]
-    private var index: [UInt64: Int]
+    /// The sockets' inodes, in the same (ascending) order: found by binary
+    /// search, which beats hashing here and needs no table.
+    private var inodes: [UInt64]
     private let ownerTable: OwnerTable
 
     public init(entries: [UnixSocketEntry], owners: OwnerTable, links: PeerLinks, method: Method,
@@ -50,41 +52,74 @@ public struct PeerMap: Sendable {
         self.method = method
         self.offset = offset
         self.ownerTable = owners
-        var seen = Set<UInt64>()
-        var list: [ResolvedSocket] = []
-        list.reserveCapacity(entries.count)
-        for e in entries where e.inode != 0 && !excluded.contains(e.inode) && seen.insert(e.inode).inserted {
-            list.append(ResolvedSocket(entry: e, owners: owners.owners(of: e.inode),
-                                       peer: links.peer[e.inode], pendingOn: links.pendingOn[e.inode]))
+        // The inode order is found on (inode, position) pairs: sorting the
+        // sockets themselves moves large structs around. The first entry of
+        // an inode wins, as /proc/net/unix lists each socket once per
+        // namespace it is read in.
+        var order: [(inode: UInt64, at: Int)] = []
+        order.reserveCapacity(entries.count)
+        for (at, e) in entries.enumerated() where e.inode != 0 && (excluded.isEmpty || !excluded.contains(e.inode)) {
+            order.append((e.inode, at))
         }
-        list.sort { $0.inode < $1.inode }
-        var index: [UInt64: Int] = [:]
-        index.reserveCapacity(list.count)
-        for (i, s) in list.enumerated() { index[s.inode] = i }
+        order.sort { $0.inode != $1.inode ? $0.inode < $1.inode : $0.at < $1.at }
+        var list: [ResolvedSocket] = []
+        list.reserveCapacity(order.count)
+        var inodes: [UInt64] = []
+        inodes.reserveCapacity(order.count)
+        let anyPending = !links.pendingOn.isEmpty
+        var last: UInt64 = 0
+        for (inode, at) in order where inode != last {
+            last = inode
+            inodes.append(inode)
+            list.append(ResolvedSocket(entry: entries[at], owners: owners.owners(of: inode),
+                                       peer: links.peer[inode], pendingOn: anyPending ? links.pendingOn[inode] : nil))
+        }
         // The reverse views: who waits on a listener, who sends to a socket
         // that does not point back.
+        var touched: [Int] = []
         for (client, listener) in links.pendingOn {
-            if let i = index[listener] { list[i].pending.append(client) }
+            if let i = Self.position(of: listener, in: inodes) {
+                list[i].pending.append(client)
+                touched.append(i)
+            }
         }
-        for (s, p) in links.peer where links.peer[p] != s {
-            if let i = index[p] { list[i].senders.append(s) }
+        for (s, p) in links.peer {
+            // list[i].peer is links.peer[p]: the socket at i is p.
+            if let i = Self.position(of: p, in: inodes), list[i].peer != s {
+                list[i].senders.append(s)
+                touched.append(i)
+            }
         }
-        for i in list.indices {
-            list[i].pending.sort()
-            list[i].senders.sort()
+        for i in touched {
+            if list[i].pending.count > 1 { list[i].pending.sort() }
+            if list[i].senders.count > 1 { list[i].senders.sort() }
         }
         self.sockets = list
-        self.index = index
+        self.inodes = inodes
+    }
+
+    /// Where `inode` is in the ascending `inodes`, if it is there.
+    @inline(__always)
+    static func position(of inode: UInt64, in inodes: [UInt64]) -> Int? {
+        inodes.withUnsafeBufferPointer { a -> Int? in
+            var lo = 0
+            var hi = a.count
+            while lo < hi {
+                let mid = (lo + hi) >> 1
+                if a[mid] < inode { lo = mid + 1 } else { hi = mid }
+            }
+            return lo < a.count && a[lo] == inode ? lo : nil
+        }
     }
 
     public subscript(inode: UInt64) -> ResolvedSocket? {
-        index[inode].map { sockets[$0] }
+        Self.position(of: inode, in: inodes).map { sockets[$0] }
     }
 
     /// Owners of any socket, including ones not listed (a peer that
     /// appeared after the inventory was read).
     public func owners(of inode: UInt64) -> [Owner] {
-        if let s = self[inode] { return s.owners }
+        if let i = Self.position(of: inode, in: inodes) { return sockets[i].owners }
         return ownerTable.owners(of: inode)
     }
 
@@ -92,8 +127,7 @@ public struct PeerMap: Sendable {
     public func restricted(to inodes: Set<UInt64>) -> PeerMap {
         var copy = self
         copy.sockets = sockets.filter { inodes.contains($0.inode) }
-        copy.index = [:]
-        for (i, s) in copy.sockets.enumerated() { copy.index[s.inode] = i }
+        copy.inodes = copy.sockets.map(\.inode)
         return copy
     }
 

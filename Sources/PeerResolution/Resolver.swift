@@ -1,3 +1,4 @@
+import CKPeer
 import Glibc
 import KernelMemory
 import KPeerSystem
@@ -28,24 +29,120 @@ public struct ResolverOptions: Sendable {
     }
 }
 
+/// Everything one run found: the peer map, and what path queries and
+/// namespace-aware output need besides.
+public struct Resolution: Sendable {
+    public var map: PeerMap
+    /// kpeer's own network namespace (nsfs inode; 0 when /proc hides it).
+    public var ownNetns: UInt64
+    /// Socket inode → the file it is bound to (sock_diag UNIX_DIAG_VFS),
+    /// for every namespace; nil when it was not asked for or sock_diag is
+    /// unavailable.
+    public var boundFiles: [UInt64: BoundFile]?
+    /// Namespaces that could not be looked into, and why (not root).
+    public var skipped: [String] = []
+
+    /// The namespace a socket was listed in (0 in the map means: ours).
+    public func netns(of entry: UnixSocketEntry) -> UInt64 {
+        entry.netns == 0 ? ownNetns : entry.netns
+    }
+}
+
 /// Chooses the method, gathers the inventory, resolves peers.
 public enum Resolver {
     public static func resolveAll(_ options: ResolverOptions) throws(KPeerError) -> PeerMap {
+        try resolve(options).map
+    }
+
+    /// Resolves every socket of every network namespace kpeer can enter;
+    /// with `boundFiles`, also asks sock_diag which file each socket is
+    /// bound to (for `kpeer PATH`).
+    public static func resolve(_ options: ResolverOptions, boundFiles: Bool = false) throws(KPeerError) -> Resolution {
         switch options.method {
         case .netlink:
-            return try NetlinkResolver.resolveAll(owners: OwnerScan.scan(procRoot: options.procRoot))
+            return try resolveNetlink(options, boundFiles: boundFiles)
         case .kcore:
-            return try resolveKcore(options)
+            return try withBoundFiles(resolveKcore(options), options, boundFiles)
         case .auto:
-            if options.wantsKcore { return try resolveKcore(options) }
+            if options.wantsKcore { return try withBoundFiles(resolveKcore(options), options, boundFiles) }
+            let map: PeerMap
             do {
-                return try resolveKcore(options)
+                map = try resolveKcore(options)
             } catch {
-                var map = try NetlinkResolver.resolveAll(owners: OwnerScan.scan(procRoot: options.procRoot))
-                map.fallbackReason = error.description
-                return map
+                var r = try resolveNetlink(options, boundFiles: boundFiles)
+                r.map.fallbackReason = error.description
+                return r
+            }
+            return try withBoundFiles(map, options, boundFiles)
+        }
+    }
+
+    /// sock_diag, once per network namespace. With only kpeer's own
+    /// namespace and no bound files wanted, this is the plain netlink
+    /// resolver.
+    static func resolveNetlink(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
+        let owners = OwnerScan.scan(procRoot: options.procRoot)
+        let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
+        let others = NetNamespaces.scan(procRoot: options.procRoot).filter { $0.inode != own }
+        if others.isEmpty && !boundFiles {
+            return Resolution(map: try NetlinkResolver.resolveAll(owners: owners), ownNetns: own)
+        }
+        let found = try diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: true)
+        let map = PeerMap(entries: found.entries, owners: owners, links: NetlinkResolver.links(from: found.diag),
+                          method: .netlink)
+        return Resolution(map: map, ownNetns: own, boundFiles: boundFiles ? files(found.diag) : nil,
+                          skipped: found.skipped)
+    }
+
+    /// The kcore map, plus bound files from sock_diag when asked for: the
+    /// file's identity is nowhere in /proc/net/unix. Without unix_diag,
+    /// boundFiles stays nil and path queries say so.
+    static func withBoundFiles(_ map: PeerMap, _ options: ResolverOptions, _ wanted: Bool) throws(KPeerError) -> Resolution {
+        let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
+        var r = Resolution(map: map, ownNetns: own)
+        guard wanted else { return r }
+        let others = NetNamespaces.scan(procRoot: options.procRoot).filter { $0.inode != own }
+        if let found = try? diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: false,
+                                                 show: UInt32(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS)) {
+            r.boundFiles = files(found.diag)
+            r.skipped = found.skipped
+        }
+        return r
+    }
+
+    static func files(_ diag: [DiagEntry]) -> [UInt64: BoundFile] {
+        var out: [UInt64: BoundFile] = [:]
+        for e in diag {
+            if let v = e.vfs { out[e.inode] = BoundFile(diagInode: v.inode, diagDevice: v.device) }
+        }
+        return out
+    }
+
+    /// A sock_diag dump (and, with `tables`, /proc/net/unix) of kpeer's own
+    /// namespace, then of each other one from a thread that entered it.
+    /// Namespaces that vanish meanwhile are left out; ones kpeer may not
+    /// enter are listed in `skipped`.
+    static func diagAcrossNamespaces(own: UInt64, others: [NetNamespace], procRoot: String, tables: Bool,
+                                     show: UInt32 = SockDiag.showAll) throws(KPeerError)
+        -> (entries: [UnixSocketEntry], diag: [DiagEntry], skipped: [String]) {
+        var diag = try SockDiag.dump(show: show)
+        var entries = tables ? ProcNetUnix.parse(try Files.read("\(procRoot)/self/net/unix"), netns: own) : []
+        var skipped: [String] = []
+        for ns in others {
+            do {
+                let (d, text) = try NetNamespaces.inside(ns, procRoot: procRoot) { () throws(KPeerError) -> ([DiagEntry], [UInt8]) in
+                    // thread-self: this thread's namespace, not the process's.
+                    (try SockDiag.dump(show: show), tables ? try Files.read("\(procRoot)/thread-self/net/unix") : [])
+                }
+                diag += d
+                if tables { entries += ProcNetUnix.parse(text, netns: ns.inode) }
+            } catch where error.kind == .notFound {
+                continue
+            } catch {
+                skipped.append(error.problem)
             }
         }
+        return (entries, diag, skipped)
     }
 
     /// The kcore method, start to end.
@@ -56,7 +153,7 @@ public enum Resolver {
         try KcorePreflight.check(path: options.kcorePath)
         let memory = try KernelMemory(path: options.kcorePath)
         var reasons: [String] = []
-        let symbolic = try explicit ?? defaultOffset(reasons: &reasons)
+        let symbolic = explicit ?? defaultOffset(reasons: &reasons)
         // Without symbols, calibrate on a pair of our own, which must be
         // open while the table is read.
         let pair = symbolic == nil ? try Calibration.Pair() : nil
@@ -70,7 +167,12 @@ public enum Resolver {
                 .checkAddresses(entries)
             offset = try Calibration.offset(memory: memory, pair: pair!, entries: entries)
         }
-        let (links, _) = try KcoreResolver(memory: memory, offset: offset).links(entries)
+        // The tables again once memory is read: a socket freed meanwhile (its
+        // struct maybe reused) gives no link (KcoreResolver.reread).
+        let resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
+            try readTables(owners: owners, procRoot: options.procRoot)
+        }
+        let (links, _) = try resolver.links(entries)
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
         return PeerMap(entries: entries, owners: owners, links: links, method: .kcore, offset: offset, excluding: own)
     }

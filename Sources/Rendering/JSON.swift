@@ -31,7 +31,9 @@ public enum JSON {
         return "{\"inode\":\(inode),\"owners\":\(owners(map.owners(of: inode)))}"
     }
 
-    public static func document(_ map: PeerMap) -> String {
+    /// `ownNetns` names the namespace of sockets the map lists without one
+    /// (the netlink resolver reads only kpeer's own).
+    public static func document(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
         var out = "{\"method\":\(string(map.method.rawValue))"
         if let o = map.offset {
             out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin))}"
@@ -44,6 +46,7 @@ public enum JSON {
             out += "\n{\"inode\":\(s.inode)"
             out += ",\"type\":\(string(e.type?.name ?? "unknown"))"
             out += ",\"state\":\(string(e.state.rawValue))"
+            out += ",\"netns\":\(e.netns == 0 ? ownNetns : e.netns)"
             out += ",\"path\":" + (e.path.map { string($0.display) } ?? "null")
             out += ",\"owners\":\(owners(s.owners))"
             out += ",\"peer\":\(ref(map, s.peer))"
@@ -51,6 +54,28 @@ public enum JSON {
             out += ",\"pending\":[" + s.pending.map { ref(map, $0) }.joined(separator: ",") + "]"
             out += ",\"senders\":[" + s.senders.map { ref(map, $0) }.joined(separator: ",") + "]"
             out += "}"
+        }
+        return out + "\n]}\n"
+    }
+
+    /// `kpeer --json PATH`: the socket bound there and its clients.
+    public static func pathDocument(_ answer: PathAnswer, map: PeerMap, ownNetns: UInt64 = 0) -> String {
+        let l = answer.listener
+        var out = "{\"method\":\(string(map.method.rawValue))"
+        if let o = map.offset {
+            out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin))}"
+        }
+        if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
+        out += ",\"query\":\(string(answer.query))"
+        out += ",\"listener\":{\"inode\":\(l.inode),\"type\":\(string(l.entry.type?.name ?? "unknown"))"
+        out += ",\"state\":\(string(l.entry.state.rawValue)),\"netns\":\(l.entry.netns == 0 ? ownNetns : l.entry.netns)"
+        out += ",\"path\":" + (l.entry.path.map { string($0.display) } ?? "null")
+        out += ",\"owners\":\(owners(l.owners))}"
+        out += ",\"clients\":["
+        for (i, c) in answer.clients.enumerated() {
+            if i > 0 { out += "," }
+            out += "\n{\"inode\":\(c.inode),\"owners\":\(owners(c.owners)),\"pending\":\(c.pending)"
+            out += ",\"accepted_as\":" + (c.acceptedAs.map { ref(map, $0) } ?? "null") + "}"
         }
         return out + "\n]}\n"
     }

@@ -6,13 +6,9 @@ import SocketInventory
 public enum Render {
     /// One line per process: several fds of one process are one owner.
     static func processes(_ owners: [Owner]) -> [Owner] {
+        if owners.count < 2 { return owners }
         var seen = Set<Int32>()
         return owners.filter { seen.insert($0.pid).inserted }
-    }
-
-    static func column(_ owners: [Owner]) -> String {
-        let list = processes(owners)
-        return list.isEmpty ? "-" : list.map { "\($0.pid)/\(Escape.bytes(Array($0.name.utf8)))" }.joined(separator: ",")
     }
 
     // MARK: kpeer INODE
@@ -32,7 +28,51 @@ public enum Render {
         return n >= width ? s : s + String(repeating: " ", count: width - n)
     }
 
-    static func typeName(_ raw: UInt16) -> String {
+    /// netstat -na --unix -p, plus the peer's processes. Built as bytes in
+    /// one buffer, each process's `pid/name` escaped once.
+    public static func table(_ map: PeerMap) -> String {
+        var out = ByteOutput(expected: map.sockets.count * 128 + 256)
+        var names = NameCache(dump: false)
+        out.append(tableHeader)
+        for i in map.sockets.indices {
+            let e = map.sockets[i].entry
+            out.append("unix  " as StaticString)
+            var at = out.count
+            out.decimal(UInt64(e.refCount))
+            out.pad(from: at, to: 6)
+            // The flags column, padded to 11, and its separator.
+            out.append(e.isListening ? "[ ACC ]     " as StaticString : "[ ]         " as StaticString)
+            at = out.count
+            out.append(typeWord(e.rawType))
+            out.pad(from: at, to: 10)
+            at = out.count
+            out.append(stateWord(e))
+            out.pad(from: at, to: 13)
+            at = out.count
+            out.decimal(e.inode)
+            out.pad(from: at, to: 8)
+            at = out.count
+            names.column(map.sockets[i].owners, into: &out)
+            out.pad(from: at, to: 20)
+            at = out.count
+            if let p = map.sockets[i].peer {
+                names.column(map.owners(of: p), into: &out)
+            } else if let l = map.sockets[i].pendingOn {
+                names.column(map.owners(of: l), into: &out)
+                out.append(" (pending)" as StaticString)
+            } else {
+                out.byte(0x2D)
+            }
+            out.pad(from: at, to: 22)
+            if let path = e.path { out.append(path.display) }
+            out.byte(0x0A)
+            out.endRow()
+        }
+        return out.finish()
+    }
+
+    /// netstat's type words.
+    static func typeWord(_ raw: UInt16) -> StaticString {
         switch SocketType(rawValue: raw) {
         case .stream?: "STREAM"
         case .dgram?: "DGRAM"
@@ -44,7 +84,7 @@ public enum Render {
     }
 
     /// netstat's state words, from socket->state and the ACC flag.
-    static func stateName(_ e: UnixSocketEntry) -> String {
+    static func stateWord(_ e: UnixSocketEntry) -> StaticString {
         switch e.rawState {
         case 0: "FREE"
         case 1: e.isListening ? "LISTENING" : ""
@@ -55,48 +95,194 @@ public enum Render {
         }
     }
 
-    /// netstat -na --unix -p, plus the peer's processes.
-    public static func table(_ map: PeerMap) -> String {
-        var out = tableHeader
-        out.reserveCapacity(map.sockets.count * 110)
-        for s in map.sockets {
-            let e = s.entry
-            let peer: String
-            if let p = s.peer {
-                peer = column(map.owners(of: p))
-            } else if let l = s.pendingOn {
-                peer = column(map.owners(of: l)) + " (pending)"
-            } else {
-                peer = "-"
-            }
-            out += "unix  "
-            out += pad(String(e.refCount), 6) + " "
-            out += pad(e.isListening ? "[ ACC ]" : "[ ]", 11) + " "
-            out += pad(typeName(e.rawType), 10) + " "
-            out += pad(stateName(e), 13) + " "
-            out += pad(String(e.inode), 8) + " "
-            out += pad(column(s.owners), 20) + " "
-            out += pad(peer, 22) + " "
-            out += (e.path?.display ?? "") + "\n"
-        }
-        return out
-    }
-
     // MARK: kpeer --dump
 
     /// `name:pid:socket:peer_socket:peer_pid:peer_name` per (owner, peer owner).
     public static func dump(_ map: PeerMap) -> String {
-        var out = ""
-        for s in map.sockets {
-            guard let target = s.peer ?? s.pendingOn else { continue }
+        var out = ByteOutput(expected: map.sockets.count * 64 + 256)
+        var names = NameCache(dump: true)
+        for i in map.sockets.indices {
+            guard let target = map.sockets[i].peer ?? map.sockets[i].pendingOn else { continue }
             let theirs = processes(map.owners(of: target))
-            for mine in processes(s.owners) {
+            if theirs.isEmpty { continue }
+            let inode = map.sockets[i].inode
+            for mine in processes(map.sockets[i].owners) {
                 for other in theirs {
-                    out += "\(Escape.dumpField(mine.name)):\(mine.pid):\(s.inode):\(target):\(other.pid):\(Escape.dumpField(other.name))\n"
+                    names.dumpName(mine, into: &out)
+                    out.byte(0x3A)
+                    out.decimal(Int64(mine.pid))
+                    out.byte(0x3A)
+                    out.decimal(inode)
+                    out.byte(0x3A)
+                    out.decimal(target)
+                    out.byte(0x3A)
+                    out.decimal(Int64(other.pid))
+                    out.byte(0x3A)
+                    names.dumpName(other, into: &out)
+                    out.byte(0x0A)
+                    out.endRow()
                 }
             }
         }
-        return out
+        return out.finish()
+    }
+}
+
+/// Output text, built as bytes in a small scratch buffer that is moved into
+/// the result String after every row once it holds 48 KiB: the result is
+/// never held twice (a whole second copy of a 100k-socket table is ~10 MB).
+/// Flushing only between rows keeps every multi-byte character whole.
+/// Every writer makes its own room (a compare, and a doubling when full).
+struct ByteOutput: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private(set) var count = 0
+    private var capacity: Int
+    private var text = ""
+    static let flushAt = 48 << 10
+
+    /// `expected`: about how many bytes the whole text will have.
+    init(expected: Int) {
+        capacity = 64 << 10
+        base = .allocate(capacity: capacity)
+        // Reserved but untouched memory costs no RSS.
+        text.reserveCapacity(expected)
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always) mutating func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    mutating func grow(_ need: Int) {
+        var c = capacity * 2
+        while c < need { c *= 2 }
+        let b = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+        b.update(from: base, count: count)
+        base.deallocate()
+        base = b
+        capacity = c
+    }
+
+    /// Call at the end of a row (or line).
+    @inline(__always) mutating func endRow() {
+        if count >= Self.flushAt { flush() }
+    }
+
+    mutating func flush() {
+        if count == 0 { return }
+        text += String(decoding: UnsafeBufferPointer(start: base, count: count), as: UTF8.self)
+        count = 0
+    }
+
+    @inline(__always) mutating func byte(_ b: UInt8) {
+        reserve(1)
+        base[count] = b
+        count += 1
+    }
+
+    @inline(__always) mutating func append(_ s: StaticString) {
+        let n = s.utf8CodeUnitCount
+        reserve(n)
+        (base + count).update(from: s.utf8Start, count: n)
+        count += n
+    }
+
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        reserve(bytes.count)
+        if let p = bytes.baseAddress { (base + count).update(from: p, count: bytes.count) }
+        count += bytes.count
+    }
+
+    mutating func append(_ s: String) {
+        var s = s
+        s.withUTF8 { append($0) }
+    }
+
+    @inline(__always) mutating func append(_ b: [UInt8]) {
+        b.withUnsafeBufferPointer { append($0) }
+    }
+
+    @inline(__always) mutating func decimal(_ v: UInt64) {
+        reserve(20)  // UInt64.max has 20 digits
+        var n = 0
+        var t = v
+        repeat {
+            n += 1
+            t /= 10
+        } while t > 0
+        var at = count + n
+        var v = v
+        repeat {
+            at -= 1
+            base[at] = UInt8(truncatingIfNeeded: v % 10) &+ 0x30
+            v /= 10
+        } while v > 0
+        count += n
+    }
+
+    @inline(__always) mutating func decimal(_ v: Int64) {
+        if v < 0 {
+            byte(0x2D)
+            decimal(v.magnitude)
+        } else {
+            decimal(UInt64(v))
+        }
+    }
+
+    /// Spaces after what was written since `start`, up to `width` bytes
+    /// (as `pad`), then the column separator.
+    @inline(__always) mutating func pad(from start: Int, to width: Int) {
+        let n = max(width - (count - start), 0) + 1
+        reserve(n)
+        (base + count).update(repeating: 0x20, count: n)
+        count += n
+    }
+
+    consuming func finish() -> String {
+        flush()
+        return text
+    }
+}
+
+/// `pid/name` (table) or the escaped name (dump) of each process, escaped
+/// once per process rather than once per socket: a direct-mapped cache
+/// keyed by pid and checked against the name (a pid's owners normally
+/// share one name, but nothing here relies on it).
+struct NameCache {
+    let dump: Bool
+    private var slots: [(pid: Int32, name: String, bytes: [UInt8])?]
+
+    init(dump: Bool) {
+        self.dump = dump
+        slots = Array(repeating: nil, count: 4096)
+    }
+
+    private mutating func rendered(_ o: Owner) -> [UInt8] {
+        let slot = Int(UInt32(bitPattern: o.pid) & 4095)
+        if let hit = slots[slot], hit.pid == o.pid, hit.name == o.name { return hit.bytes }
+        var bytes: [UInt8]
+        if dump {
+            bytes = Array(Escape.dumpField(o.name).utf8)
+        } else {
+            bytes = Array(String(o.pid).utf8)
+            bytes.append(0x2F)
+            bytes += Escape.bytes(Array(o.name.utf8)).utf8
+        }
+        slots[slot] = (o.pid, o.name, bytes)
+        return bytes
+    }
+
+    mutating func dumpName(_ o: Owner, into out: inout ByteOutput) { out.append(rendered(o)) }
+
+    /// `Render.column`: one `pid/name` per process, `,`-joined, `-` for none.
+    mutating func column(_ owners: [Owner], into out: inout ByteOutput) {
+        if owners.isEmpty { return out.byte(0x2D) }
+        if owners.count == 1 { return out.append(rendered(owners[0])) }
+        for (i, o) in Render.processes(owners).enumerated() {
+            if i > 0 { out.byte(0x2C) }
+            out.append(rendered(o))
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import Glibc
 import KPeerSystem
 
 /// Socket types, as the kernel numbers them.
@@ -22,20 +23,21 @@ public enum SocketState: String, Sendable {
 
 /// One unix socket: a line of /proc/net/unix.
 public struct UnixSocketEntry: Sendable, Equatable {
+    // Declared widest first, so that the narrow fields share one word.
     /// The Num column: the kernel's `struct unix_sock *` when shown to root
     /// under kptr_restrict=1; hashed at 0, zero at 2.
     public var address: UInt64
+    /// 0 for embryos: connections a listener has not accepted yet.
+    public var inode: UInt64
+    /// The network namespace (nsfs inode) it was listed in; 0 when unknown.
+    public var netns: UInt64 = 0
+    public var path: SocketPath?
     public var refCount: UInt32
     /// __SO_ACCEPTCON (1 << 16) marks a listener.
     public var flags: UInt32
     public var rawType: UInt16
     /// socket->state: SS_UNCONNECTED 1, SS_CONNECTING 2, SS_CONNECTED 3, SS_DISCONNECTING 4.
     public var rawState: UInt8
-    /// 0 for embryos: connections a listener has not accepted yet.
-    public var inode: UInt64
-    public var path: SocketPath?
-    /// The network namespace (nsfs inode) it was listed in; 0 when unknown.
-    public var netns: UInt64 = 0
 
     public init(address: UInt64, refCount: UInt32, flags: UInt32, rawType: UInt16, rawState: UInt8,
                 inode: UInt64, path: SocketPath?, netns: UInt64 = 0) {
@@ -67,18 +69,54 @@ public struct UnixSocketEntry: Sendable, Equatable {
 /// that is not a record continues the previous record's path.
 public enum ProcNetUnix {
     public static func read(_ path: String = "/proc/net/unix") throws(KPeerError) -> [UnixSocketEntry] {
-        parse(try Files.read(path))
+        let (base, count) = try readRaw(path)
+        defer { free(base) }
+        return parse(UnsafeBufferPointer(start: base, count: count), netns: 0)
+    }
+
+    /// A whole procfs file (stat says size 0) into one malloc'd buffer that
+    /// doubles as it fills; the caller frees it. Reads are large because the
+    /// kernel formats /proc/net/unix as it is read and walks to its position
+    /// again at every read.
+    static func readRaw(_ path: String) throws(KPeerError) -> (UnsafeMutablePointer<UInt8>, Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .system("cannot open", path: path, errno: errno) }
+        defer { close(fd) }
+        var capacity = 1 << 18
+        var base = malloc(capacity)!.assumingMemoryBound(to: UInt8.self)
+        var count = 0
+        while true {
+            if capacity - count < 1 << 17 {
+                capacity *= 2
+                base = realloc(base, capacity)!.assumingMemoryBound(to: UInt8.self)
+            }
+            let n = Glibc.read(fd, base + count, capacity - count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                free(base)
+                throw .system("cannot read", path: path, errno: e)
+            }
+            if n == 0 { return (base, count) }
+            count += n
+        }
     }
 
     public static func parse(_ text: [UInt8], netns: UInt64 = 0) -> [UnixSocketEntry] {
+        text.withUnsafeBufferPointer { parse($0, netns: netns) }
+    }
+
+    static func parse(_ buf: UnsafeBufferPointer<UInt8>, netns: UInt64) -> [UnixSocketEntry] {
         var entries: [UnixSocketEntry] = []
-        entries.reserveCapacity(text.count / 80)
-        text.withUnsafeBufferPointer { buf in
+        // A record without a path is 56 bytes with its newline.
+        entries.reserveCapacity(buf.count / 56 + 1)
+        guard let base = buf.baseAddress else { return entries }
+        do {
             var start = 0
             var first = true
             while start < buf.count {
-                var end = start
-                while end < buf.count && buf[end] != 0x0A { end += 1 }
+                let end = memchr(base + start, 0x0A, buf.count - start)
+                    .map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? buf.count
                 if first {
                     first = false  // the header line
                 } else if var e = parseRecord(buf, start, end) {
@@ -95,39 +133,46 @@ public enum ProcNetUnix {
         return entries
     }
 
-    private static func hexValue(_ c: UInt8) -> UInt64? {
-        switch c {
-        case 0x30...0x39: UInt64(c - 0x30)
-        case 0x61...0x66: UInt64(c - 0x61 + 10)
-        case 0x41...0x46: UInt64(c - 0x41 + 10)
-        default: nil
-        }
+    /// The value of a hex digit, or 0xFF for any other byte.
+    @inline(__always)
+    private static func hexDigit(_ c: UInt8) -> UInt8 {
+        let d = c &- 0x30
+        if d < 10 { return d }
+        let l = (c | 0x20) &- 0x61  // a-f and A-F alike
+        return l < 6 ? l &+ 10 : 0xFF
     }
 
-    /// Reads `width` hex digits at `i` (width 0: as many as there are).
+    /// Reads the hex digits at `i` (at least one, at most 16).
+    @inline(__always)
     private static func hex(_ buf: UnsafeBufferPointer<UInt8>, _ i: inout Int, _ end: Int) -> UInt64? {
         var v: UInt64 = 0
         let start = i
-        while i < end, let d = hexValue(buf[i]) {
+        while i < end {
+            let d = hexDigit(buf[i])
+            if d == 0xFF { break }
             if i - start >= 16 { return nil }
-            v = v << 4 | d
+            v = v << 4 | UInt64(d)
             i += 1
         }
         return i > start ? v : nil
+    }
+
+    /// " " then a hex field.
+    @inline(__always)
+    private static func field(_ buf: UnsafeBufferPointer<UInt8>, _ i: inout Int, _ end: Int) -> UInt64? {
+        guard i < end, buf[i] == 0x20 else { return nil }
+        i += 1
+        return hex(buf, &i, end)
     }
 
     private static func parseRecord(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> UnixSocketEntry? {
         var i = start
         guard let address = hex(buf, &i, end), i < end, buf[i] == 0x3A else { return nil }  // ':'
         i += 1
-        var fields: [UInt64] = []
-        fields.reserveCapacity(5)
-        for _ in 0..<5 {
-            guard i < end, buf[i] == 0x20 else { return nil }
-            i += 1
-            guard let v = hex(buf, &i, end) else { return nil }
-            fields.append(v)
-        }
+        // RefCount, Protocol, Flags, Type, St.
+        guard let refCount = field(buf, &i, end), field(buf, &i, end) != nil, let flags = field(buf, &i, end),
+              let type = field(buf, &i, end), let st = field(buf, &i, end) else { return nil }
+        let fields = (refCount, UInt64(0), flags, type, st)
         guard i < end, buf[i] == 0x20 else { return nil }
         while i < end && buf[i] == 0x20 { i += 1 }  // %5lu pads with spaces
         var inode: UInt64 = 0
@@ -150,10 +195,10 @@ public enum ProcNetUnix {
                 path = SocketPath(bytes: raw, isAbstract: false)
             }
         }
-        guard fields[0] <= UInt32.max, fields[2] <= UInt32.max, fields[3] <= UInt16.max, fields[4] <= UInt8.max else {
+        guard fields.0 <= UInt32.max, fields.2 <= UInt32.max, fields.3 <= UInt16.max, fields.4 <= UInt8.max else {
             return nil
         }
-        return UnixSocketEntry(address: address, refCount: UInt32(fields[0]), flags: UInt32(fields[2]),
-                               rawType: UInt16(fields[3]), rawState: UInt8(fields[4]), inode: inode, path: path)
+        return UnixSocketEntry(address: address, refCount: UInt32(fields.0), flags: UInt32(fields.2),
+                               rawType: UInt16(fields.3), rawState: UInt8(fields.4), inode: inode, path: path)
     }
 }

@@ -42,6 +42,14 @@ public enum SockDiag {
         try exchange(request(inode: 0, dump: true, states: states, show: show), dump: true)
     }
 
+    /// The same dump, one entry at a time as the datagrams arrive: for
+    /// callers that keep only part of each entry, at 100k sockets the
+    /// whole array would be ~10 MB of peak memory.
+    public static func dump(states: UInt32 = allStates, show: UInt32 = showAll,
+                            each body: (DiagEntry) -> Void) throws(KPeerError) {
+        try exchange(request(inode: 0, dump: true, states: states, show: show), dump: true, each: body)
+    }
+
     /// One socket by inode (cookie ~0: "any"), or nil when there is none.
     public static func query(inode: UInt32, show: UInt32 = showAll) throws(KPeerError) -> DiagEntry? {
         do {
@@ -69,6 +77,12 @@ public enum SockDiag {
     }
 
     static func exchange(_ request: [UInt8], dump: Bool) throws(KPeerError) -> [DiagEntry] {
+        var entries: [DiagEntry] = []
+        try exchange(request, dump: dump) { entries.append($0) }
+        return entries
+    }
+
+    static func exchange(_ request: [UInt8], dump: Bool, each body: (DiagEntry) -> Void) throws(KPeerError) {
         let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
         if fd < 0 {
             throw KPeerError(.unavailable, "cannot open a NETLINK_SOCK_DIAG socket: \(String(cString: strerror(errno)))",
@@ -85,7 +99,6 @@ public enum SockDiag {
             }
         }
         if sent < 0 { throw KPeerError.system("cannot send to", path: "sock_diag", errno: errno) }
-        var entries: [DiagEntry] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -94,28 +107,59 @@ public enum SockDiag {
                 throw KPeerError.system("cannot receive from", path: "sock_diag", errno: errno)
             }
             if n == 0 { break }
-            if try parse(buffer[0..<n], into: &entries) { break }
+            var failure: KPeerError? = nil
+            let done = buffer.withUnsafeBytes { raw -> Bool in
+                do throws(KPeerError) {
+                    return try parse(UnsafeRawBufferPointer(rebasing: raw[0..<n]), each: body)
+                } catch {
+                    failure = error
+                    return false
+                }
+            }
+            if let failure { throw failure }
+            if done { break }
             // A single-socket query answers with one message and no DONE.
             if !dump { break }
         }
-        return entries
+    }
+
+    // Netlink is in host byte order, and kpeer builds for little-endian
+    // Linux only.
+    @inline(__always)
+    static func u32(_ b: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
+        UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt32.self))
     }
 
     @inline(__always)
-    static func u32(_ b: ArraySlice<UInt8>, _ at: Int) -> UInt32 {
-        UInt32(b[at]) | UInt32(b[at + 1]) << 8 | UInt32(b[at + 2]) << 16 | UInt32(b[at + 3]) << 24
-    }
-
-    @inline(__always)
-    static func u16(_ b: ArraySlice<UInt8>, _ at: Int) -> UInt16 {
-        UInt16(b[at]) | UInt16(b[at + 1]) << 8
+    static func u16(_ b: UnsafeRawBufferPointer, _ at: Int) -> UInt16 {
+        UInt16(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt16.self))
     }
 
     /// Parses one datagram of netlink messages. Returns true at NLMSG_DONE.
     /// Malformed input is an error, never a crash.
     public static func parse(_ data: ArraySlice<UInt8>, into entries: inout [DiagEntry]) throws(KPeerError) -> Bool {
-        var at = data.startIndex
-        let end = data.endIndex
+        var failure: KPeerError? = nil
+        let done = data.withUnsafeBytes { raw -> Bool in
+            do throws(KPeerError) {
+                return try parse(raw, into: &entries)
+            } catch {
+                failure = error
+                return false
+            }
+        }
+        if let failure { throw failure }
+        return done
+    }
+
+    /// The same over raw bytes: every read is checked against the
+    /// message's and the attribute's declared lengths first.
+    static func parse(_ data: UnsafeRawBufferPointer, into entries: inout [DiagEntry]) throws(KPeerError) -> Bool {
+        try parse(data) { entries.append($0) }
+    }
+
+    static func parse(_ data: UnsafeRawBufferPointer, each body: (DiagEntry) -> Void) throws(KPeerError) -> Bool {
+        var at = 0
+        let end = data.count
         while at + 16 <= end {
             let len = Int(u32(data, at))
             let type = u16(data, at + 4)
@@ -128,13 +172,15 @@ public enum SockDiag {
             case NLMSG_ERROR:
                 let code = len >= 20 ? Int32(bitPattern: u32(data, at + 16)) : -EIO
                 if code == 0 { return true }  // an ACK
-                if -code == ENOENT {
+                // -code would overflow for Int32.min (found by fuzzing).
+                if code == -ENOENT {
                     throw KPeerError(.notFound, "sock_diag knows no such socket")
                 }
-                throw KPeerError(.unavailable, "sock_diag refused the request: \(String(cString: strerror(-code)))",
+                let errnum = code < 0 && code != Int32.min ? -code : EIO
+                throw KPeerError(.unavailable, "sock_diag refused the request: \(String(cString: strerror(errnum)))",
                                  fix: "load the unix_diag module (modprobe unix_diag) or use --method kcore")
             case Int32(SOCK_DIAG_BY_FAMILY):
-                if let e = parseEntry(data[(at + 16)..<(at + len)]) { entries.append(e) }
+                if let e = parseEntry(data, at + 16, at + len) { body(e) }
             default:
                 break
             }
@@ -145,19 +191,23 @@ public enum SockDiag {
 
     /// unix_diag_msg followed by rtattrs.
     static func parseEntry(_ m: ArraySlice<UInt8>) -> DiagEntry? {
-        let base = m.startIndex
-        guard m.count >= 16, m[base] == UInt8(AF_UNIX) else { return nil }
-        var e = DiagEntry(inode: UInt64(u32(m, base + 4)), rawType: m[base + 1], rawState: m[base + 2])
-        var at = base + 16
-        while at + 4 <= m.endIndex {
+        m.withUnsafeBytes { parseEntry($0, 0, $0.count) }
+    }
+
+    /// unix_diag_msg followed by rtattrs, in `m[start..<end]`.
+    static func parseEntry(_ m: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> DiagEntry? {
+        guard end - start >= 16, m[start] == UInt8(AF_UNIX) else { return nil }
+        var e = DiagEntry(inode: UInt64(u32(m, start + 4)), rawType: m[start + 1], rawState: m[start + 2])
+        var at = start + 16
+        while at + 4 <= end {
             let alen = Int(u16(m, at))
             let atype = Int32(u16(m, at + 2) & 0x3FFF)
-            guard alen >= 4, at + alen <= m.endIndex else { break }
+            guard alen >= 4, at + alen <= end else { break }
             let p = at + 4
             let plen = alen - 4
             switch atype {
             case Int32(UNIX_DIAG_NAME):
-                e.name = SocketPath(sunPath: Array(m[p..<p + plen]))
+                e.name = SocketPath(sunPath: Array(UnsafeRawBufferPointer(rebasing: m[p..<p + plen])))
             case Int32(UNIX_DIAG_VFS) where plen >= 8:
                 e.vfs = (UInt64(u32(m, p)), UInt64(u32(m, p + 4)))
             case Int32(UNIX_DIAG_PEER) where plen >= 4:

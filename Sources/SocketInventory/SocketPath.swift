@@ -55,3 +55,32 @@ public enum Escape {
         bytes(Array(name.utf8), also: UInt8(ascii: ":"))
     }
 }
+
+/// The file a socket is bound to, as inode and device. This, not the name,
+/// identifies a filesystem socket: a socket file unlinked and bound again
+/// keeps its name but is a new file, and the old socket keeps the old one.
+public struct BoundFile: Hashable, Sendable {
+    public var inode: UInt64
+    public var major: UInt32
+    public var minor: UInt32
+
+    public init(inode: UInt64, major: UInt32, minor: UInt32) {
+        self.inode = inode; self.major = major; self.minor = minor
+    }
+
+    /// From UNIX_DIAG_VFS, whose device is the kernel's own dev_t
+    /// (`sb->s_dev`: major << 20 | minor), not stat's encoding.
+    public init(diagInode: UInt64, diagDevice: UInt64) {
+        self.init(inode: diagInode, major: UInt32(truncatingIfNeeded: diagDevice >> 20),
+                  minor: UInt32(truncatingIfNeeded: diagDevice & 0xFFFFF))
+    }
+
+    /// From stat(2): glibc's dev_t splits major and minor over two ranges of bits.
+    public init(statInode: UInt64, statDevice: UInt64) {
+        let major = ((statDevice >> 8) & 0xFFF) | ((statDevice >> 32) & ~UInt64(0xFFF))
+        let minor = (statDevice & 0xFF) | ((statDevice >> 12) & ~UInt64(0xFF))
+        self.init(inode: statInode, major: UInt32(truncatingIfNeeded: major), minor: UInt32(truncatingIfNeeded: minor))
+    }
+
+    public var description: String { "inode \(inode) on device \(major):\(minor)" }
+}

@@ -7,6 +7,24 @@ import SocketInventory
 
 extension ResolverOptions.MethodChoice: ExpressibleByArgument {}
 
+/// How a listing is printed.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, dump, json, dot
+}
+
+/// `--type`: the socket types a listing keeps.
+enum TypeChoice: String, ExpressibleByArgument, CaseIterable {
+    case stream, dgram, seqpacket
+
+    var socketType: SocketType {
+        switch self {
+        case .stream: .stream
+        case .dgram: .dgram
+        case .seqpacket: .seqpacket
+        }
+    }
+}
+
 /// The command line: parse, call the library, print. Nothing else.
 struct KPeerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,15 +41,25 @@ struct KPeerCommand: ParsableCommand {
               netstat_unix --dump      kpeer --dump
               find_gdb_offset INODE    kpeer --find-offset [INODE]
 
-            Exit statuses: 0 answered, 1 no peer, 2 no such socket, 3 peer held by \
-            no process (e.g. a client not yet accepted), 64 bad usage, 65 wrong file \
-            given, 69 method unavailable here, 70 refused (offset failed the \
-            self-check), 74 I/O error, 77 permission (run as root).
+            Beyond the seed:
+              kpeer PATH | @NAME       every client of the socket listening there:
+                                       PID NAME INODE, "pending" when not accepted yet
+              kpeer --all --format dot a Graphviz graph of processes and connections
+              --pid, --type, --listening  filter --all, --dump, --json and dot
+            --all, --dump and --json cover every network namespace kpeer can enter \
+            (as root); --all marks sockets of another namespace with net:[INODE].
+
+            Exit statuses: 0 answered, 1 no peer (or no client), 2 no such socket, \
+            3 peer held by no process (e.g. a client not yet accepted), 64 bad usage, \
+            65 wrong file given, 69 method unavailable here, 70 refused (offset failed \
+            the self-check), 74 I/O error, 77 permission (run as root).
             """,
         version: "kpeer 0.1.0"
     )
 
-    @Argument(help: "A unix socket's inode, as netstat, ss or lsof print it.")
+    @Argument(help: ArgumentHelp(
+        "A unix socket's inode (as netstat, ss or lsof print it), a socket file's path (with a /), or @NAME for an abstract socket.",
+        valueName: "inode|path|@name"))
     var inode: String?
 
     @Flag(help: "Every unix socket, as netstat -na --unix -p, plus the peer's processes.")
@@ -40,8 +68,21 @@ struct KPeerCommand: ParsableCommand {
     @Flag(help: "name:pid:socket:peer_socket:peer_pid:peer_name, one line per pair of processes.")
     var dump = false
 
-    @Flag(help: "One JSON document (with INODE or --all).")
+    @Flag(help: "One JSON document (with INODE, PATH or --all).")
     var json = false
+
+    @Option(help: ArgumentHelp("How to print a listing: table (--all), dump (--dump), json (--json) or dot (Graphviz).",
+                               valueName: "format"))
+    var format: OutputFormat?
+
+    @Option(help: ArgumentHelp("List only the sockets this process holds.", valueName: "pid"))
+    var pid: Int32?
+
+    @Option(help: ArgumentHelp("List only sockets of this type: stream, dgram or seqpacket.", valueName: "type"))
+    var type: TypeChoice?
+
+    @Flag(help: "List only listening sockets.")
+    var listening = false
 
     @Flag(name: .customLong("find-offset"), help: "Show offsetof(struct unix_sock, peer) from every source; with INODE, calibrate on that connected socket.")
     var findOffset = false
@@ -78,59 +119,109 @@ struct KPeerCommand: ParsableCommand {
         return o
     }
 
-    /// The INODE argument, checked: one line and status 64 for anything else.
-    func parsedInode() throws(KPeerError) -> UInt64? {
-        guard let inode else { return nil }
-        guard !inode.isEmpty, inode.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
-            throw KPeerError(.usage, "'\(Escape.bytes(Array(inode.utf8)))' is not a socket inode",
-                             fix: "give the number netstat, ss or lsof show in the inode column")
+    var filter: SocketFilter {
+        SocketFilter(pid: pid, type: type?.socketType, listening: listening)
+    }
+
+    /// The listing format the flags ask for, or nil when none is asked.
+    func listingFormat() throws(KPeerError) -> OutputFormat? {
+        var chosen = format
+        for (flag, f) in [(json, OutputFormat.json), (dump, .dump)] where flag {
+            if let c = chosen, c != f {
+                throw KPeerError(.usage, "--\(f.rawValue) and --format \(c.rawValue) disagree", fix: "give one output format")
+            }
+            chosen = f
         }
-        guard let v = UInt64(inode), v <= UInt32.max, v > 0 else {
-            throw KPeerError(.usage, "inode \(inode) is out of range (socket inodes are 1 to \(UInt32.max))",
-                             fix: "give the number netstat, ss or lsof show in the inode column")
-        }
-        return v
+        return chosen
     }
 
     func execute() throws(KPeerError) {
-        let target = try parsedInode()
+        let target = try inode.map { (arg) throws(KPeerError) in try QueryTarget.parse(arg) }
         let modes = [all, dump, findOffset].filter { $0 }.count
         if modes > 1 || (target != nil && (all || dump)) {
-            throw KPeerError(.usage, "give one of INODE, --all, --dump or --find-offset", fix: "see kpeer --help")
+            throw KPeerError(.usage, "give one of INODE, PATH, --all, --dump or --find-offset", fix: "see kpeer --help")
         }
-        if modes == 0 && target == nil && !json {
-            throw KPeerError(.usage, "nothing to do", fix: "give an INODE, --all or --dump (see kpeer --help)")
+        var fmt = try listingFormat()
+        if let pid, pid <= 0 {
+            throw KPeerError(.usage, "--pid \(pid) is not a process id", fix: "give a pid as ps shows it")
+        }
+        if !filter.isEmpty && (target != nil || findOffset) {
+            throw KPeerError(.usage, "--pid, --type and --listening filter listings, not INODE, PATH or --find-offset",
+                             fix: "use them with --all, --dump, --json or --format dot")
+        }
+        if target != nil, let f = fmt, f != .json {
+            throw KPeerError(.usage, "--format \(f.rawValue) lists every socket; it takes no INODE or PATH",
+                             fix: "drop the INODE or PATH, or use --json")
+        }
+        if findOffset && fmt != nil {
+            throw KPeerError(.usage, "--find-offset has one output form", fix: "drop --format, --json or --dump")
+        }
+        if modes == 0 && target == nil && fmt == nil {
+            // Filters alone ask for the table of what they keep.
+            guard !filter.isEmpty else {
+                throw KPeerError(.usage, "nothing to do", fix: "give an INODE, a PATH, --all or --dump (see kpeer --help)")
+            }
+            fmt = .table
         }
         if findOffset {
-            let report = try OffsetReport.gather(options, calibrateOn: target)
+            let inodeTarget: UInt64?
+            switch target {
+            case .inode(let v)?: inodeTarget = v
+            case nil: inodeTarget = nil
+            default: throw KPeerError(.usage, "--find-offset calibrates on a socket inode, not a path", fix: "give the INODE of a connected socket")
+            }
+            let report = try OffsetReport.gather(options, calibrateOn: inodeTarget)
             write(Render.offsetReport(report))
             if report.agreed == nil {
                 throw KPeerError(.refused, "the offset sources do not agree, or none is available", fix: "see the lines above")
             }
             return
         }
-        let map = try Resolver.resolveAll(options)
-        if verbose { note(map) }
-        if let target {
-            if json {
-                guard map[target] != nil else { _ = try map.peerOwners(of: target); return }
-                write(JSON.document(map.restricted(to: [target])))
+        switch target {
+        case .inode(let inode)?:
+            let r = try Resolver.resolve(options)
+            if verbose { note(r) }
+            let map = r.map
+            if fmt == .json {
+                guard map[inode] != nil else { _ = try map.peerOwners(of: inode); return }
+                write(JSON.document(map.restricted(to: [inode]), ownNetns: r.ownNetns))
             } else {
-                write(Render.answer(try map.peerOwners(of: target)))
+                write(Render.answer(try map.peerOwners(of: inode)))
             }
-        } else if json {
-            write(JSON.document(map))
-        } else if dump {
-            write(Render.dump(map))
-        } else {
-            write(Render.table(map))
+        case let path?:
+            let r = try Resolver.resolve(options, boundFiles: true)
+            if verbose { note(r) }
+            let answer = try PathQuery.answer(path, in: r)
+            if fmt == .json {
+                write(JSON.pathDocument(answer, map: r.map, ownNetns: r.ownNetns))
+            } else if answer.clients.isEmpty {
+                let l = answer.listener
+                let holders = l.owners.isEmpty ? "no process" : l.owners.map { "\($0.pid)/\(Escape.bytes(Array($0.name.utf8)))" }.joined(separator: ",")
+                throw KPeerError(.noPeer, "\(answer.query): socket \(l.inode) held by \(holders) has no clients")
+            } else {
+                write(Listing.clients(answer))
+            }
+        case nil:
+            let r = try Resolver.resolve(options)
+            if verbose { note(r) }
+            let map = filter.apply(r.map)
+            switch fmt ?? .table {
+            case .json: write(JSON.document(map, ownNetns: r.ownNetns))
+            case .dump: write(Listing.dump(map, pid: pid))
+            case .dot: write(Dot.graph(map, ownNetns: r.ownNetns))
+            case .table: write(Listing.table(map, ownNetns: r.ownNetns))
+            }
         }
     }
 
-    func note(_ map: PeerMap) {
+    func note(_ r: Resolution) {
+        let map = r.map
         var line = "kpeer: method \(map.method.rawValue)"
         if let o = map.offset { line += ", unix_sock.peer at \(o.value) from \(o.source.rawValue) (\(o.origin))" }
         if let why = map.fallbackReason { line += "; kcore not used: \(why)" }
+        let spaces = Set(map.sockets.map { r.netns(of: $0.entry) })
+        if spaces.count > 1 { line += "; \(spaces.count) network namespaces" }
+        if !r.skipped.isEmpty { line += "; not entered: " + r.skipped.joined(separator: "; ") }
         Output.write(line + "\n", to: 2)
     }
 

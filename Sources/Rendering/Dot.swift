@@ -1,0 +1,134 @@
+import PeerResolution
+import SocketInventory
+
+/// `kpeer --all --format dot`: a Graphviz digraph. Processes are boxes;
+/// a connection is an edge from the client's process to the server's,
+/// labelled with the socket's path and type (the same pair of processes,
+/// path and type drawn once, with a count); listening sockets are ellipses
+/// held by their process, with dashed edges from clients still waiting in
+/// their accept queue.
+public enum Dot {
+    struct Edge: Hashable, Comparable {
+        var from: String
+        var to: String
+        var label: [String]
+        var attrs: String
+
+        static func < (a: Edge, b: Edge) -> Bool {
+            (a.from, a.to, a.label.joined(separator: "\n"), a.attrs) < (b.from, b.to, b.label.joined(separator: "\n"), b.attrs)
+        }
+    }
+
+    /// A double-quoted DOT label of several lines. The parts are already
+    /// escaped for output (Escape.bytes), so only `\\` and `"` remain to quote.
+    static func quote(_ lines: [String]) -> String {
+        var out = "\""
+        for (i, line) in lines.enumerated() {
+            if i > 0 { out += "\\n" }
+            for c in line.unicodeScalars {
+                switch c {
+                case "\\": out += "\\\\"
+                case "\"": out += "\\\""
+                case _ where c.value < 0x20 || c.value == 0x7F: out += "?"
+                default: out.unicodeScalars.append(c)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    static func typeWord(_ e: UnixSocketEntry) -> String { e.type?.name ?? "type \(e.rawType)" }
+
+    public static func graph(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
+        var processes: [Int32: String] = [:]
+        var unheld = Set<UInt64>()
+        var listeners: [String: String] = [:]
+        var edges: [Edge: Int] = [:]
+
+        /// Node ids of the processes holding `inode` (one per process), or
+        /// of the socket itself when no process holds it.
+        func holders(_ inode: UInt64) -> [String] {
+            var seen = Set<Int32>()
+            var ids: [String] = []
+            for o in map.owners(of: inode) where seen.insert(o.pid).inserted {
+                processes[o.pid] = o.name
+                ids.append("p\(o.pid)")
+            }
+            if ids.isEmpty {
+                unheld.insert(inode)
+                ids.append("s\(inode)")
+            }
+            return ids
+        }
+        func netnsNote(_ e: UnixSocketEntry) -> [String] {
+            e.netns != 0 && e.netns != ownNetns && ownNetns != 0 ? [NetNamespace.label(e.netns)] : []
+        }
+        func connect(_ from: [String], _ to: [String], _ label: [String], _ attrs: String) {
+            for a in from { for b in to { edges[Edge(from: a, to: b, label: label, attrs: attrs), default: 0] += 1 } }
+        }
+        func listenerNode(_ s: ResolvedSocket) -> String {
+            let id = "l\(s.inode)"
+            if listeners[id] == nil {
+                let path = s.entry.path.map(\.display) ?? "(unnamed)"
+                listeners[id] = quote([path, "\(typeWord(s.entry)) listener \(s.inode)"] + netnsNote(s.entry))
+                connect(holders(s.inode), [id], [], "style=dotted, arrowhead=none")
+            }
+            return id
+        }
+
+        for s in map.sockets {
+            let e = s.entry
+            if e.isListening {
+                let l = listenerNode(s)
+                for c in s.pending { connect(holders(c), [l], ["pending"], "style=dashed, color=darkorange") }
+                continue
+            }
+            if let p = s.peer {
+                let other = map[p]
+                // A peer filtered out of the map is still connected back,
+                // unless this is a datagram socket (connect is one-way).
+                let mutual = other.map { $0.peer == s.inode } ?? (e.type != .dgram)
+                // Both ends listed: the lower inode draws the pair.
+                if mutual && other != nil && p < s.inode { continue }
+                // An accepted socket carries its listener's path: that end is the server.
+                let serverIsS = mutual && e.path != nil && other?.entry.path == nil
+                let shown = serverIsS ? e : (other?.entry ?? e)
+                let name = shown.path?.display ?? (mutual && e.type != .dgram ? "socketpair" : nil)
+                let label = (name.map { [$0] } ?? []) + [typeWord(e)] + netnsNote(e)
+                if serverIsS {
+                    connect(holders(p), holders(s.inode), label, "")
+                } else {
+                    connect(holders(s.inode), holders(p), label, e.type == .dgram ? "style=bold" : "")
+                }
+            } else if let l = s.pendingOn, map[l] == nil {
+                // Its listener is filtered out: still draw where it waits.
+                connect(holders(s.inode), ["l\(l)"], ["pending"], "style=dashed, color=darkorange")
+                if listeners["l\(l)"] == nil { listeners["l\(l)"] = quote(["listener \(l)"]) }
+            }
+        }
+
+        var out = "digraph kpeer {\n"
+        out += "  graph [rankdir=LR, fontname=\"Helvetica\"];\n"
+        out += "  node [shape=box, style=rounded, fontname=\"Helvetica\", fontsize=11];\n"
+        out += "  edge [fontname=\"Helvetica\", fontsize=9];\n"
+        for pid in processes.keys.sorted() {
+            let name = Escape.bytes(Array(processes[pid]!.utf8))
+            out += "  p\(pid) [label=\(quote([String(pid), name]))];\n"
+        }
+        for inode in unheld.sorted() {
+            out += "  s\(inode) [shape=box, style=dashed, label=\"socket \(inode)\\n(no process)\"];\n"
+        }
+        for id in listeners.keys.sorted() {
+            out += "  \(id) [shape=ellipse, label=\(listeners[id]!)];\n"
+        }
+        for (edge, count) in edges.sorted(by: { $0.key < $1.key }) {
+            var label = edge.label
+            if count > 1 { label.append("×\(count)") }
+            var attrs: [String] = []
+            if !label.isEmpty { attrs.append("label=\(quote(label))") }
+            if !edge.attrs.isEmpty { attrs.append(edge.attrs) }
+            out += "  \(edge.from) -> \(edge.to)" + (attrs.isEmpty ? "" : " [" + attrs.joined(separator: ", ") + "]") + ";\n"
+        }
+        return out + "}\n"
+    }
+}

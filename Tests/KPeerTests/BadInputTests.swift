@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// The bad-input table of Docs/RELIABILITY.md, against the built binary:
+/// each case gets exactly one stderr line `kpeer: <problem> — <fix>`, its
+/// documented status, nothing on stdout, and no crash.
+@Suite(.serialized) struct BadInputTests {
+    static var kpeer: String { Support.kpeerBinary }
+
+    /// Files the cases need, made once: what they are is the point.
+    static let files: [String: String] = {
+        let dir = Support.tempDir()
+        chmod(dir, 0o755)  // the non-root case reads them too
+        var out: [String: String] = [:]
+        func put(_ name: String, _ bytes: [UInt8]) {
+            let p = dir + "/" + name
+            FileManager.default.createFile(atPath: p, contents: Data(bytes), attributes: [.posixPermissions: 0o644])
+            out[name] = p
+        }
+        put("garbage", (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) })
+        put("empty", [])
+        // An ELF object with DWARF but no unix_sock, and a linked ELF whose
+        // GNU build-id is not the running kernel's.
+        let c = dir + "/other.c"
+        try? "struct other { int a; void *peer; }; struct other o; int main(void) { return 0; }\n"
+            .write(toFile: c, atomically: true, encoding: .utf8)
+        try? Support.gcc([c], output: dir + "/nounixsock.o", flags: ["-g", "-c"])
+        out["nounixsock.o"] = dir + "/nounixsock.o"
+        try? Support.gcc([c], output: dir + "/otherbuild.elf",
+                         flags: ["-g", "-Wl,--build-id=0x0123456789abcdef0123456789abcdef01234567"])
+        out["otherbuild.elf"] = dir + "/otherbuild.elf"
+        // A synthetic kernel core: valid, but this machine's sockets are not in it.
+        let core = SyntheticCore()
+        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
+        out["core"] = try? core.write()
+        if let p = out["core"] { chmod((p as NSString).deletingLastPathComponent, 0o755); chmod(p, 0o644) }
+        return out
+    }()
+
+    static func f(_ name: String) -> String { files[name] ?? "/nonexistent/\(name)" }
+
+    /// Does this kpeer take a PATH operand yet (another change adds it)?
+    static let acceptsPaths: Bool = {
+        let help = (try? Support.run(Support.kpeerBinary, ["--help"]).stdout) ?? ""
+        return help.contains("PATH") || help.contains("<path>") || help.contains("<inode-or-path>")
+    }()
+
+    struct Case: Sendable, CustomTestStringConvertible {
+        var name: String
+        var args: [String]
+        var status: Int32
+        /// Words the one line must contain (the problem named).
+        var mentions: [String] = []
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "inode non-numeric", args: ["12ab"], status: 64, mentions: ["12ab"]),
+        Case(name: "inode negative", args: ["--", "-5"], status: 64, mentions: ["-5"]),
+        Case(name: "inode negative as an option", args: ["-5"], status: 64),
+        Case(name: "inode zero", args: ["0"], status: 64, mentions: ["out of range"]),
+        Case(name: "inode huge", args: ["99999999999999"], status: 64, mentions: ["out of range"]),
+        Case(name: "inode past UInt64", args: ["184467440737095516160"], status: 64),
+        Case(name: "inode with a sign", args: ["+42"], status: 64),
+        Case(name: "inode nonexistent", args: ["4000000000"], status: 2),
+        Case(name: "--dwarf not ELF", args: ["--dwarf", "/etc/hostname", "--all"], status: 65, mentions: ["/etc/hostname"]),
+        Case(name: "--dwarf garbage", args: ["--dwarf", f("garbage"), "--all"], status: 65),
+        Case(name: "--dwarf empty", args: ["--dwarf", f("empty"), "--all"], status: 65),
+        Case(name: "--dwarf ELF without build-id", args: ["--dwarf", f("nounixsock.o"), "--all"], status: 65, mentions: ["build-id"]),
+        Case(name: "--dwarf ELF without unix_sock", args: ["--dwarf", f("nounixsock.o"), "--force", "--all"], status: 65, mentions: ["unix_sock"]),
+        Case(name: "--dwarf another build's vmlinux", args: ["--dwarf", f("otherbuild.elf"), "--all"], status: 65,
+             mentions: ["another kernel build", "0123456789abcdef"]),
+        Case(name: "--dwarf missing", args: ["--dwarf", "/nonexistent/vmlinux", "--all"], status: 65),
+        Case(name: "--btf garbage", args: ["--btf", f("garbage"), "--all"], status: 65, mentions: ["BTF"]),
+        Case(name: "--btf empty", args: ["--btf", f("empty"), "--all"], status: 65),
+        Case(name: "--btf an ELF without BTF", args: ["--btf", f("nounixsock.o"), "--all"], status: 65),
+        Case(name: "--offset zero", args: ["--offset", "0", "--all"], status: 64, mentions: ["--offset"]),
+        Case(name: "--offset negative", args: ["--offset=-8", "--all"], status: 64, mentions: ["--offset"]),
+        Case(name: "--offset unaligned", args: ["--offset", "1001", "--all"], status: 64, mentions: ["--offset"]),
+        Case(name: "--offset past unix_sock", args: ["--offset", "8192", "--all"], status: 64, mentions: ["--offset"]),
+        Case(name: "--offset past Int", args: ["--offset", "99999999999999999999", "--all"], status: 64),
+        Case(name: "--kcore not ELF", args: ["--kcore", "/etc/hostname", "--all"], status: 65),
+        Case(name: "--kcore ELF, not a core", args: ["--kcore", f("otherbuild.elf"), "--all"], status: 65, mentions: ["core"]),
+        Case(name: "--kcore empty", args: ["--kcore", f("empty"), "--all"], status: 65),
+        Case(name: "--kcore a directory", args: ["--kcore", "/tmp", "--all"], status: 65),
+        Case(name: "--kcore missing", args: ["--kcore", "/nonexistent/core", "--all"], status: 65),
+        // "--kcore of another machine" (69) raises kptr_restrict: it is in
+        // SignalTests, whose suite owns that sysctl while it runs.
+    ]
+
+    static func expectOneLine(_ r: Support.Result, status: Int32, mentions: [String] = [], _ what: String) {
+        #expect(r.status == status, "\(what): \(r.stderr)")
+        #expect(r.stdout.isEmpty, "\(what): stdout \(r.stdout)")
+        let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(lines.count == 1 && r.stderr.hasSuffix("\n"), "\(what): \(r.stderr)")
+        #expect(r.stderr.hasPrefix("kpeer: "), "\(what): \(r.stderr)")
+        for m in mentions { #expect(r.stderr.contains(m), "\(what) should name \(m): \(r.stderr)") }
+    }
+
+    @Test(arguments: cases)
+    func badInput(_ c: Case) throws {
+        Self.expectOneLine(try Support.run(Self.kpeer, c.args), status: c.status, mentions: c.mentions, c.name)
+    }
+
+    /// A path that is not a socket. Once kpeer takes paths the contract is
+    /// status 2 ("no unix socket has that path"); before, it is a usage error.
+    @Test func aPathThatIsNotASocket() throws {
+        let r = try Support.run(Self.kpeer, ["/etc/passwd"])
+        Self.expectOneLine(r, status: Self.acceptsPaths ? 2 : 64, mentions: ["/etc/passwd"], "kpeer /etc/passwd")
+    }
+
+    /// Not root: kcore needs root (77; 69 where this machine has no
+    /// /proc/kcore at all). Raising kptr_restrict as nobody (77) is in
+    /// SignalTests, whose suite owns that sysctl while it runs.
+    @Test(.enabled(if: getuid() == 0, "needs root to drop to 65534"))
+    func withoutRoot() throws {
+        let r = try Support.run(try #require(Support.which("setpriv")), Self.asNobody + ["--method", "kcore", "--all"])
+        let hasKcore = FileManager.default.fileExists(atPath: "/proc/kcore")
+        Self.expectOneLine(r, status: hasKcore ? 77 : 69, mentions: hasKcore ? ["root"] : ["/proc/kcore"], "nobody: --method kcore")
+    }
+
+    static var asNobody: [String] { ["--reuid=65534", "--regid=65534", "--clear-groups", "--", kpeer] }
+}

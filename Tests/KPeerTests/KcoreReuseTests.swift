@@ -1,0 +1,119 @@
+import Testing
+@testable import KernelMemory
+@testable import KPeerSystem
+@testable import PeerResolution
+@testable import SocketInventory
+@testable import TypeOffsets
+
+/// Sockets freed between the read of /proc/net/unix and the read of kernel
+/// memory, their unix_sock reused by another socket: the pointers then
+/// describe the new socket, and the table's inode is no longer its. The
+/// peer-of-peer check alone cannot see that; the second table read can.
+struct KcoreReuseTests {
+    typealias World = KcoreResolverTests.World
+    static let offset = MemberOffset(value: KcoreResolverTests.peerOffset, source: .option, origin: "test")
+
+    func resolve(_ w: World, reread: [UnixSocketEntry]?) throws -> (PeerLinks, KcoreResolver.Check) {
+        var r = KcoreResolver(memory: try w.memory(), offset: Self.offset)
+        if let reread { r.reread = { () throws(KPeerError) -> [UnixSocketEntry] in reread } }
+        return try r.links(w.entries)
+    }
+
+    /// A true pair 1↔2 that stays, so the self-check has something verified.
+    func anchor(_ w: World) {
+        w.socket(40, inode: 1); w.socket(41, inode: 2)
+        w.point(40, to: 41); w.point(41, to: 40)
+    }
+
+    func replacing(_ entries: [UnixSocketEntry], slot address: UInt64, inode: UInt64?) -> [UnixSocketEntry] {
+        var out = entries
+        if let i = out.firstIndex(where: { $0.address == address }) {
+            if let inode { out[i].inode = inode } else { out.remove(at: i) }
+        }
+        return out
+    }
+
+    /// The table said slot 0 is socket 100 and slot 1 socket 200. Socket 100
+    /// closed, its struct went to a new socket 300 that connected to 200's
+    /// slot — now held by 400. Memory shows slot 0 ↔ slot 1 pointing at each
+    /// other: without the second read that is a link 100↔200, which never existed.
+    @Test func aReusedSocketStructGivesNoLink() throws {
+        let w = World()
+        anchor(w)
+        w.socket(0, inode: 100); w.socket(1, inode: 200)
+        w.point(0, to: 1); w.point(1, to: 0)
+        let (blind, _) = try resolve(w, reread: nil)
+        #expect(blind.peer[100] == 200, "control: the frozen table does believe the pair")
+
+        var later = replacing(w.entries, slot: w.address(0), inode: 300)
+        later = replacing(later, slot: w.address(1), inode: 400)
+        let (links, check) = try resolve(w, reread: later)
+        #expect(links.peer == [1: 2, 2: 1])
+        #expect(check.changed == 2)
+        #expect(check.failed == 0)
+    }
+
+    /// The reader is the same socket both times, but its peer's address now
+    /// names another socket (reused) or no socket (freed): no link either way.
+    @Test(arguments: [UInt64(777), nil])
+    func aPeerAddressThatChangedGivesNoLink(_ newInode: UInt64?) throws {
+        let w = World()
+        anchor(w)
+        w.socket(0, inode: 100); w.socket(1, inode: 200)
+        w.point(0, to: 1); w.point(1, to: 0)
+        let later = replacing(w.entries, slot: w.address(1), inode: newInode)
+        let (links, check) = try resolve(w, reread: later)
+        #expect(links.peer[100] == nil)
+        #expect(links.peer[200] == nil)
+        #expect(links.peer[1] == 2)
+        #expect(check.changed == 2)
+    }
+
+    /// An embryo's slot taken by an embryo of another listener: the waiting
+    /// client is not attributed to the first listener.
+    @Test func aReusedEmbryoIsNotAttributed() throws {
+        let w = World()
+        anchor(w)
+        w.socket(2, inode: 10, listening: true, path: "/run/a")
+        w.socket(3, inode: 11)
+        w.socket(4, inode: 0, path: "/run/a")
+        w.point(3, to: 4); w.point(4, to: 3)
+        let (blind, _) = try resolve(w, reread: w.entries)
+        #expect(blind.pendingOn == [11: 10], "control: unchanged, the client is pending on /run/a")
+
+        var later = w.entries
+        let i = try #require(later.firstIndex { $0.address == w.address(4) })
+        later[i].path = SocketPath(bytes: Array("/run/b".utf8), isAbstract: false)
+        let (links, check) = try resolve(w, reread: later)
+        #expect(links.pendingOn.isEmpty)
+        #expect(check.changed == 2)  // the client's pointer, and the embryo's own
+    }
+
+    /// Churn: many sockets gone by the second read, their slots full of
+    /// whatever the allocator left. Without the second read that would look
+    /// like a wrong offset and be refused; with it they are set aside.
+    @Test func churnedSocketsDoNotFailTheSelfCheck() throws {
+        let w = KcoreResolverTests.standardWorld()
+        for slot in 20..<36 {
+            w.socket(slot, inode: UInt64(1000 + slot))
+            w.core.poke(w.address(slot) + UInt64(KcoreResolverTests.peerOffset), 0x4141_4141_4141_4141)
+        }
+        #expect(kindOf { _ = try resolve(w, reread: nil) } == .refused, "control")
+        let later = w.entries.filter { $0.inode < 1000 }
+        let (links, check) = try resolve(w, reread: later)
+        #expect(links.peer == [1: 2, 2: 1, 20: 21])
+        #expect(links.pendingOn == [11: 10])
+        #expect(check.changed == 16)
+        #expect(check.failed == 0)
+    }
+
+    /// Nothing changed: the second read keeps every true link.
+    @Test func anUnchangedTableKeepsEveryLink() throws {
+        let w = KcoreResolverTests.standardWorld()
+        let (before, _) = try resolve(w, reread: nil)
+        let (after, check) = try resolve(w, reread: w.entries)
+        #expect(after.peer == before.peer)
+        #expect(after.pendingOn == before.pendingOn)
+        #expect(check.changed == 0)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+import Testing
+import KPeerSystem
+@testable import PeerResolution
+@testable import SocketInventory
+
+/// The fixture run in a network namespace of its own (`unshare -n`, root):
+/// its sockets live there, where a plain sock_diag dump does not reach.
+final class NetnsFixture {
+    let process = Process()
+    let input = Pipe()
+    var names: [Int32: String] = [:]
+    var sockets: [Fixture.Socket] = []
+    var dump: [String] = []
+    /// The namespace, from the fixture's children: stat of /proc/PID/ns/net.
+    var netns: UInt64 = 0
+
+    var inodes: Set<UInt64> { Set(sockets.map(\.inode)) }
+
+    func sockets(_ role: String) -> [Fixture.Socket] { sockets.filter { $0.role == role } }
+
+    static var available: Bool { geteuid() == 0 && Support.which("unshare") != nil }
+
+    init() throws {
+        process.executableURL = URL(fileURLWithPath: Support.which("unshare")!)
+        process.arguments = ["-n", try Fixture.binary(), Support.tempDir()]
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        var text = ""
+        while !text.hasSuffix("ready\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw Support.Failure("fixture under unshare ended: \(text)") }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 3)
+            switch f.first {
+            case "proc": names[Int32(f[1])!] = String(f[2])
+            case "sock": sockets.append(Fixture.Socket(inode: UInt64(f[1])!, role: String(f[2]),
+                                                       pids: f[3].split(separator: ",").map { Int32($0)! }))
+            case "dump": dump.append(String(line.dropFirst(5)))
+            default: break
+            }
+        }
+        let pid = try #require(names.keys.min())
+        netns = try #require(Files.identity("/proc/\(pid)/ns/net")?.inode)
+    }
+
+    deinit {
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+}
+
+@Suite(.serialized) struct NamespaceTests {
+    static var kpeer: String { Support.kpeerBinary }
+
+    @Test(.enabled(if: NetnsFixture.available)) func theFixturesNamespaceIsAnotherOne() throws {
+        let f = try NetnsFixture()
+        let own = try #require(NetNamespaces.current())
+        #expect(f.netns != own)
+        let found = NetNamespaces.scan()
+        let ns = try #require(found.first { $0.inode == f.netns })
+        // Entering it on a thread: that thread sees the fixture's namespace,
+        // the process keeps its own.
+        let seen = try NetNamespaces.inside(ns) { () throws(KPeerError) -> UInt64 in
+            Files.identity("/proc/thread-self/ns/net")?.inode ?? 0
+        }
+        #expect(seen == f.netns)
+        #expect(NetNamespaces.current() == own)
+    }
+
+    @Test(.enabled(if: NetnsFixture.available)) func dumpCoversEveryNamespaceAndEqualsTheTruth() throws {
+        let f = try NetnsFixture()
+        for method in ["netlink", "auto"] {
+            let r = try Support.run(Self.kpeer, ["--method", method, "--dump"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let mine = r.stdout.split(separator: "\n").map(String.init).filter { line in
+                let p = line.split(separator: ":", omittingEmptySubsequences: false)
+                return p.count == 6 && f.inodes.contains(UInt64(p[2]) ?? 0)
+            }.sorted()
+            #expect(mine == f.dump.sorted(), "\(method)")
+        }
+    }
+
+    @Test(.enabled(if: NetnsFixture.available)) func allMarksTheOtherNamespaceAndJSONNamesIt() throws {
+        let f = try NetnsFixture()
+        let host = try Fixture()  // in kpeer's own namespace: rows unmarked
+        let own = try #require(NetNamespaces.current())
+        let all = try Support.run(Self.kpeer, ["--all"])
+        #expect(all.status == 0, "\(all.stderr)")
+        let rows = all.stdout.split(separator: "\n").map(String.init)
+        func row(_ inode: UInt64) -> String? {
+            rows.first { $0.count > 58 && $0.dropFirst(50).prefix(8).trimmingCharacters(in: .whitespaces) == String(inode) }
+        }
+        for s in f.sockets {
+            let r = try #require(row(s.inode), "no row for \(s.role) \(s.inode)")
+            #expect(r.hasSuffix(" net:[\(f.netns)]"), "\(r)")
+        }
+        for s in host.sockets {
+            let r = try #require(row(s.inode))
+            #expect(!r.contains("net:["), "\(r)")
+        }
+        let json = try Support.run(Self.kpeer, ["--all", "--json"])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        var netnsOf: [UInt64: UInt64] = [:]
+        for s in doc["sockets"] as? [[String: Any]] ?? [] {
+            netnsOf[(s["inode"] as! NSNumber).uint64Value] = (s["netns"] as? NSNumber)?.uint64Value
+        }
+        for s in f.sockets { #expect(netnsOf[s.inode] == f.netns, "\(s.role)") }
+        for s in host.sockets { #expect(netnsOf[s.inode] == own, "\(s.role)") }
+    }
+
+    /// A socket file bound inside another namespace is reachable from every
+    /// namespace: its clients are found there too.
+    @Test(.enabled(if: NetnsFixture.available)) func aPathListenerInAnotherNamespace() throws {
+        let f = try NetnsFixture()
+        let dir = try #require(f.process.arguments?.last)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix("-stream.sock") }
+        let path = dir + "/" + (try #require(files.first))
+        let r = try Support.run(Self.kpeer, ["--method", "netlink", path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let want = f.sockets("client").map { "\($0.pids[0]) \(f.names[$0.pids[0]]!) \($0.inode)" }.sorted()
+            + f.sockets("pending").map { "\($0.pids[0]) \(f.names[$0.pids[0]]!) \($0.inode) pending" }
+        #expect(r.stdout.split(separator: "\n").map(String.init) == want)
+    }
+}
