@@ -2,7 +2,7 @@ import Foundation
 
 /// Tests/Fixture/fixture.c, running: processes with known names holding
 /// sockets it connected itself, and the truth it printed about them.
-final class Fixture {
+class Fixture {
     struct Socket {
         var inode: UInt64
         var role: String
@@ -44,10 +44,12 @@ final class Fixture {
         return out
     }
 
-    init() throws {
+    /// `launcher` runs the fixture under another program (`unshare -n`).
+    init(launcher: [String] = []) throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = [Support.tempDir()]
+        let command = launcher + [try Self.binary(), Support.tempDir()]
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         input = Pipe()
         let output = Pipe()
         process.standardInput = input

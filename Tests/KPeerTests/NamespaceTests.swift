@@ -7,51 +7,16 @@ import KPeerSystem
 
 /// The fixture run in a network namespace of its own (`unshare -n`, root):
 /// its sockets live there, where a plain sock_diag dump does not reach.
-final class NetnsFixture {
-    let process = Process()
-    let input = Pipe()
-    var names: [Int32: String] = [:]
-    var sockets: [Fixture.Socket] = []
-    var dump: [String] = []
+final class NetnsFixture: Fixture {
     /// The namespace, from the fixture's children: stat of /proc/PID/ns/net.
     var netns: UInt64 = 0
-
-    var inodes: Set<UInt64> { Set(sockets.map(\.inode)) }
-
-    func sockets(_ role: String) -> [Fixture.Socket] { sockets.filter { $0.role == role } }
 
     static var available: Bool { geteuid() == 0 && Support.which("unshare") != nil }
 
     init() throws {
-        process.executableURL = URL(fileURLWithPath: Support.which("unshare")!)
-        process.arguments = ["-n", try Fixture.binary(), Support.tempDir()]
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        var text = ""
-        while !text.hasSuffix("ready\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { throw Support.Failure("fixture under unshare ended: \(text)") }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: " ", maxSplits: 3)
-            switch f.first {
-            case "proc": names[Int32(f[1])!] = String(f[2])
-            case "sock": sockets.append(Fixture.Socket(inode: UInt64(f[1])!, role: String(f[2]),
-                                                       pids: f[3].split(separator: ",").map { Int32($0)! }))
-            case "dump": dump.append(String(line.dropFirst(5)))
-            default: break
-            }
-        }
+        try super.init(launcher: [Support.which("unshare")!, "-n"])
         let pid = try #require(names.keys.min())
         netns = try #require(Files.identity("/proc/\(pid)/ns/net")?.inode)
-    }
-
-    deinit {
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
     }
 }
 

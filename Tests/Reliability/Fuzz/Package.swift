@@ -17,12 +17,14 @@ let package = Package(
     name: "kpeer-fuzz",
     dependencies: [.package(path: "../../..")],
     targets: [
+        // libFuzzer's driver, entered from Swift's main.
+        .target(name: "FuzzDriver"),
         .executableTarget(name: "FuzzProcNetUnix",
-                          dependencies: [.product(name: "SocketInventory", package: kpeerDir)]),
+                          dependencies: ["FuzzDriver", .product(name: "SocketInventory", package: kpeerDir)]),
         .executableTarget(name: "FuzzNetlink",
-                          dependencies: [.product(name: "SocketInventory", package: kpeerDir)]),
+                          dependencies: ["FuzzDriver", .product(name: "SocketInventory", package: kpeerDir)]),
         .executableTarget(name: "FuzzKcore",
-                          dependencies: [.product(name: "KernelMemory", package: kpeerDir),
+                          dependencies: ["FuzzDriver", .product(name: "KernelMemory", package: kpeerDir),
                                          .product(name: "KPeerSystem", package: kpeerDir)]),
     ]
 )
