@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // libbpf prints its own warnings to stderr; kpeer reports errors itself.
@@ -49,6 +50,9 @@ int kp_btf_member_offset(const char *path, const char *type, const char *member,
     libbpf_set_print(quiet);
     if (access(path, R_OK) != 0)
         return kp_fail(err, KP_EIO, errno, "cannot read %s: %s", path, strerror(errno));
+    struct stat st;  // a FIFO would block libbpf's read forever
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return kp_fail(err, KP_EFORMAT, 0, "%s is not a regular file", path);
     struct btf *btf = btf__parse(path, NULL);
     if (!btf) {
         int e = errno;

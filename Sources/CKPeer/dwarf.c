@@ -136,8 +136,8 @@ int kp_dwarf_member_offset(const char *path, const char *type, const char *membe
     *struct_size = 0;
     if (elf_version(EV_CURRENT) == EV_NONE)
         return kp_fail(err, KP_EFORMAT, 0, "libelf is too old: %s", elf_errmsg(-1));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kp_fail(err, KP_EIO, errno, "cannot open %s: %s", path, strerror(errno));
+    int fd = kp_open_regular(path, err);
+    if (fd < 0) return err ? err->code : KP_EIO;
     Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
     if (!elf || elf_kind(elf) != ELF_K_ELF) {
         if (elf) elf_end(elf);

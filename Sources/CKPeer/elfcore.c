@@ -96,8 +96,8 @@ int kp_elf_build_id(const char *path, uint8_t *buf, size_t buflen, size_t *len, 
     *len = 0;
     int rc = ensure_libelf(err);
     if (rc) return rc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kp_fail(err, KP_EIO, errno, "cannot open %s: %s", path, strerror(errno));
+    int fd = kp_open_regular(path, err);
+    if (fd < 0) return err ? err->code : KP_EIO;
     Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
     if (!elf || elf_kind(elf) != ELF_K_ELF) {
         if (elf) elf_end(elf);

@@ -4,4 +4,6 @@
 #include "ckpeer.h"
 int kp_fail(kp_error *err, int code, int err_errno, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+// A regular file opened read-only, or -1 with `err` filled.
+int kp_open_regular(const char *path, kp_error *err);
 #endif

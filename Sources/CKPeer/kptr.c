@@ -12,10 +12,22 @@
 
 static const char *kptr_path = "/proc/sys/kernel/kptr_restrict";
 static volatile sig_atomic_t raised = 0;
-static const int guarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2,
-                              SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGXCPU};
-#define NGUARDED (sizeof guarded / sizeof guarded[0])
-static struct sigaction previous_actions[NGUARDED];
+// Every signal whose default action ends the process, real-time ones
+// included: any of them arriving while kptr_restrict is raised must put it
+// back first. Stop, continue and the ignored-by-default ones cannot end it.
+#define NSIGS 65
+static struct sigaction previous_actions[NSIGS];
+static volatile sig_atomic_t guarded[NSIGS];
+
+static int ends_process(int sig) {
+    switch (sig) {
+    case SIGKILL: case SIGSTOP: case SIGCHLD: case SIGCONT: case SIGURG:
+    case SIGWINCH: case SIGTSTP: case SIGTTIN: case SIGTTOU:
+        return 0;
+    default:
+        return 1;
+    }
+}
 
 void kp_kptr_set_path(const char *path) { kptr_path = path; }
 
@@ -43,7 +55,11 @@ static int write_value(char v) {
 }
 
 static void put_back_handlers(void) {
-    for (size_t i = 0; i < NGUARDED; i++) sigaction(guarded[i], &previous_actions[i], NULL);
+    for (int sig = 1; sig < NSIGS; sig++)
+        if (guarded[sig]) {
+            sigaction(sig, &previous_actions[sig], NULL);
+            guarded[sig] = 0;
+        }
 }
 
 static void on_signal(int sig) {
@@ -54,8 +70,7 @@ static void on_signal(int sig) {
     }
     // Give the signal back to whatever handled it before, then deliver it
     // again: it is blocked inside this handler, so it arrives on return.
-    for (size_t i = 0; i < NGUARDED; i++)
-        if (guarded[i] == sig) sigaction(sig, &previous_actions[i], NULL);
+    if (sig > 0 && sig < NSIGS && guarded[sig]) sigaction(sig, &previous_actions[sig], NULL);
     raise(sig);
     errno = saved_errno;
 }
@@ -71,11 +86,16 @@ int kp_kptr_raise(int *previous) {
     sigfillset(&sa.sa_mask);
     // Armed before the write: a signal in between only rewrites the 0.
     raised = 1;
-    for (size_t i = 0; i < NGUARDED; i++) {
-        sigaction(guarded[i], &sa, &previous_actions[i]);
+    for (int sig = 1; sig < NSIGS && sig <= SIGRTMAX; sig++) {
+        // glibc keeps a few real-time signals for itself (EINVAL here).
+        if (!ends_process(sig) || sigaction(sig, &sa, &previous_actions[sig]) != 0) continue;
+        guarded[sig] = 1;
         // An ignored signal cannot end the run: leave it ignored, rather
         // than lower kptr_restrict and carry on with hashed addresses.
-        if (previous_actions[i].sa_handler == SIG_IGN) sigaction(guarded[i], &previous_actions[i], NULL);
+        if (previous_actions[sig].sa_handler == SIG_IGN) {
+            sigaction(sig, &previous_actions[sig], NULL);
+            guarded[sig] = 0;
+        }
     }
     int rc = write_value('1');
     if (rc != 0) {

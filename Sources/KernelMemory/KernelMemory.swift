@@ -34,7 +34,8 @@ public final class KernelMemory {
     public init(path: String = "/proc/kcore", cacheBlocks: Int = 8192) throws(KPeerError) {
         self.path = path
         self.cacheLimit = cacheBlocks
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO given as --kcore must fail, not wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             let code = errno
             switch code {
@@ -52,9 +53,10 @@ public final class KernelMemory {
             }
         }
         var st = stat()
-        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+        if fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG {
             close(fd)
-            throw KPeerError(.badFile, "\(path) is a directory", fix: "give --kcore an ELF core file such as /proc/kcore")
+            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file"
+            throw KPeerError(.badFile, "\(path) is \(what)", fix: "give --kcore an ELF core file such as /proc/kcore")
         }
         var raw: UnsafeMutablePointer<kp_segment>?
         var count = 0
@@ -120,8 +122,19 @@ public final class KernelMemory {
         return out
     }
 
-    /// A little-endian 64-bit word at `address`.
+    /// A little-endian 64-bit word at `address`. The common case, a word
+    /// inside one block, is read straight out of the cached block: this is
+    /// the resolver's inner loop, one call per socket.
     public func readWord(_ address: UInt64) throws(KPeerError) -> UInt64 {
+        if let seg = segment(containing: address), address &+ 8 <= seg.end {
+            let rel = address - seg.vaddr
+            let blockStart = rel - rel % Self.blockSize
+            let inBlock = Int(rel - blockStart)
+            let block = try self.block(seg, blockStart)
+            if inBlock + 8 <= block.count {
+                return block.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: inBlock, as: UInt64.self)) }
+            }
+        }
         let b = try read(address, count: 8)
         var v: UInt64 = 0
         for i in (0..<8).reversed() { v = v << 8 | UInt64(b[i]) }

@@ -22,6 +22,13 @@ public struct OffsetReport: Sendable {
     }
 
     public static func gather(_ options: ResolverOptions, calibrateOn inode: UInt64? = nil) throws(KPeerError) -> OffsetReport {
+        // An unknown inode is status 2 whatever else is available; no kptr
+        // raise is needed to see inodes, only addresses.
+        if let inode, OwnerScan.scan(procRoot: options.procRoot).owners(of: inode).isEmpty,
+           let own = Files.readIfPresent("\(options.procRoot)/self/net/unix"),
+           !ProcNetUnix.parse(own, netns: 0).contains(where: { $0.inode == inode }) {
+            throw KPeerError(.notFound, "no unix socket has inode \(inode)", fix: "list them with kpeer --all")
+        }
         var report = OffsetReport()
         func attempt(_ source: OffsetSource, _ body: () throws(KPeerError) -> MemberOffset) {
             do {

@@ -129,16 +129,17 @@ public struct KcoreResolver {
             let e = entries[i]
             if case .none = outcome[i] { continue }
             switch outcome[i] {
-            case .verified(let j), .mismatched(let j): if !stable[j] { check.changed += 1; continue }
+            case .verified(let j), .mismatched(let j):
+                if !stable[j] { check.changed += 1; links.unverified.insert(e.inode); continue }
             default: break
             }
-            guard stable[i] else { check.changed += 1; continue }
+            guard stable[i] else { check.changed += 1; links.unverified.insert(e.inode); continue }
             switch outcome[i] {
             case .none: continue
-            case .missing: check.missing += 1
+            case .missing: check.missing += 1; links.unverified.insert(e.inode)
             case .closed: check.closed += 1
-            case .unknown: check.unknown += 1
-            case .mismatched: check.mismatched += 1
+            case .unknown: check.unknown += 1; links.unverified.insert(e.inode)
+            case .mismatched: check.mismatched += 1; links.unverified.insert(e.inode)
             case .verified(let j):
                 check.verified += 1
                 if e.inode == 0 { continue }  // an embryo: its client is handled below
@@ -152,7 +153,10 @@ public struct KcoreResolver {
                 }
             }
         }
-        if check.failed > 0 && check.failed >= check.verified {
+        // Pointers that lead only to "closed" peers and never to a verified
+        // pair mean a wrong offset landing on some other pointer whose target
+        // reads zero there: no proof of anything, so refused as well.
+        if (check.failed > 0 && check.failed >= check.verified) || (check.verified == 0 && check.closed > 0) {
             throw KPeerError(.refused,
                              "unix_sock.peer offset \(offset.value) (from \(offset.source.rawValue): \(offset.origin)) fails the self-check: \(check.failed) of \(check.failed + check.verified) connected sockets have no peer pointer that leads back to them",
                              fix: "run kpeer --find-offset, then pass the right --offset (or drop it)")

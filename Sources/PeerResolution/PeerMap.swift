@@ -16,6 +16,10 @@ public struct PeerLinks: Sendable, Equatable {
     public var peer: [UInt64: UInt64] = [:]
     /// A client not accepted yet → the listener it waits on.
     public var pendingOn: [UInt64: UInt64] = [:]
+    /// Sockets whose peer pointer could not be verified (it failed the
+    /// self-check below the refusal threshold, or the socket changed while
+    /// kpeer read it): "no peer" would be a claim kpeer cannot make.
+    public var unverified: Set<UInt64> = []
     public init() {}
 }
 
@@ -46,12 +50,15 @@ public struct PeerMap: Sendable {
     /// search, which beats hashing here and needs no table.
     private var inodes: [UInt64]
     private let ownerTable: OwnerTable
+    /// See PeerLinks.unverified.
+    public let unverified: Set<UInt64>
 
     public init(entries: [UnixSocketEntry], owners: OwnerTable, links: PeerLinks, method: Method,
                 offset: MemberOffset? = nil, excluding excluded: Set<UInt64> = []) {
         self.method = method
         self.offset = offset
         self.ownerTable = owners
+        self.unverified = links.unverified
         // The inode order is found on (inode, position) pairs: sorting the
         // sockets themselves moves large structs around. The first entry of
         // an inode wins, as /proc/net/unix lists each socket once per
@@ -150,6 +157,10 @@ public struct PeerMap: Sendable {
             let path = self[l]?.entry.path.map { " (\($0.display))" } ?? ""
             throw KPeerError(.peerUnheld, "\(inode) is waiting in the accept queue of listener \(l)\(path) held by \(holders)",
                              fix: "that process has not accept()ed the connection yet")
+        }
+        if unverified.contains(inode) {
+            throw KPeerError(.refused, "the peer of \(inode) could not be verified (the socket changed while kpeer read it, or its pointer failed the self-check)",
+                             fix: "run kpeer again, or use --method netlink")
         }
         switch s.entry.state {
         case .listening:

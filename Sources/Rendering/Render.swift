@@ -14,8 +14,10 @@ public enum Render {
     // MARK: kpeer INODE
 
     /// `PID NAME` per process holding the peer (the seed's socket_peer).
+    /// Any process may name itself "x\n1 init": the name is escaped, as in
+    /// --all, so one line is always one process.
     public static func answer(_ owners: [Owner]) -> String {
-        processes(owners).map { "\($0.pid) \($0.name)\n" }.joined()
+        processes(owners).map { "\($0.pid) \(Escape.bytes(Array($0.name.utf8)))\n" }.joined()
     }
 
     // MARK: kpeer --all

@@ -163,6 +163,11 @@ struct KPeerCommand: ParsableCommand {
             }
             fmt = .table
         }
+        // Offsets and core files only mean something to the kcore method.
+        if method == .netlink, offset != nil || btf != nil || dwarf != nil || kcore != nil {
+            throw KPeerError(.usage, "--offset, --btf, --dwarf and --kcore are for the kcore method, not --method netlink",
+                             fix: "drop them, or use --method kcore or auto")
+        }
         if findOffset {
             let inodeTarget: UInt64?
             switch target {
@@ -176,6 +181,12 @@ struct KPeerCommand: ParsableCommand {
                 throw KPeerError(.refused, "the offset sources do not agree, or none is available", fix: "see the lines above")
             }
             return
+        }
+        // Other users' /proc/PID/fd are unreadable: their sockets would look
+        // held by no process, a false answer. The seed, too, needed root.
+        if !Host.isRoot {
+            throw KPeerError(.permission, "kpeer needs root to see which processes hold sockets",
+                             fix: "run it as root (sudo kpeer ...)")
         }
         switch target {
         case .inode(let inode)?:

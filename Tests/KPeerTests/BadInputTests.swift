@@ -34,6 +34,8 @@ import Testing
         core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
         out["core"] = try? core.write()
         if let p = out["core"] { chmod((p as NSString).deletingLastPathComponent, 0o755); chmod(p, 0o644) }
+        // A FIFO nobody writes to: opening or reading it must not hang kpeer.
+        if mkfifo(dir + "/fifo", 0o644) == 0 { out["fifo"] = dir + "/fifo" }
         return out
     }()
 
@@ -84,6 +86,14 @@ import Testing
         Case(name: "--kcore empty", args: ["--kcore", f("empty"), "--all"], status: 65),
         Case(name: "--kcore a directory", args: ["--kcore", "/tmp", "--all"], status: 65),
         Case(name: "--kcore missing", args: ["--kcore", "/nonexistent/core", "--all"], status: 65),
+        Case(name: "--kcore a FIFO", args: ["--kcore", f("fifo"), "--all"], status: 65, mentions: ["regular file"]),
+        Case(name: "--kcore a device", args: ["--kcore", "/dev/null", "--all"], status: 65, mentions: ["regular file"]),
+        Case(name: "--dwarf a FIFO", args: ["--dwarf", f("fifo"), "--all"], status: 65, mentions: ["regular file"]),
+        Case(name: "--btf a FIFO", args: ["--btf", f("fifo"), "--all"], status: 65, mentions: ["regular file"]),
+        Case(name: "--dwarf with --method netlink", args: ["--method", "netlink", "--dwarf", "/x", "--all"], status: 64,
+             mentions: ["kcore method"]),
+        Case(name: "--kcore with --method netlink", args: ["--method", "netlink", "--kcore", "/x", "--all"], status: 64),
+        Case(name: "--find-offset on a nonexistent inode", args: ["--find-offset", "4000000000"], status: 2),
         // "--kcore of another machine" (69) raises kptr_restrict: it is in
         // SignalTests, whose suite owns that sysctl while it runs.
     ]
@@ -109,14 +119,16 @@ import Testing
         Self.expectOneLine(r, status: Self.acceptsPaths ? 2 : 64, mentions: ["/etc/passwd"], "kpeer /etc/passwd")
     }
 
-    /// Not root: kcore needs root (77; 69 where this machine has no
-    /// /proc/kcore at all). Raising kptr_restrict as nobody (77) is in
-    /// SignalTests, whose suite owns that sysctl while it runs.
+    /// Not root: other users' /proc/PID/fd are closed to kpeer, so every
+    /// method would call their sockets unheld. One line, 77, for each form;
+    /// --kcore as nobody is in SignalTests, whose suite owns kptr_restrict.
     @Test(.enabled(if: getuid() == 0, "needs root to drop to 65534"))
     func withoutRoot() throws {
-        let r = try Support.run(try #require(Support.which("setpriv")), Self.asNobody + ["--method", "kcore", "--all"])
-        let hasKcore = FileManager.default.fileExists(atPath: "/proc/kcore")
-        Self.expectOneLine(r, status: hasKcore ? 77 : 69, mentions: hasKcore ? ["root"] : ["/proc/kcore"], "nobody: --method kcore")
+        let setpriv = try #require(Support.which("setpriv"))
+        for args in [["--method", "kcore", "--all"], ["--method", "netlink", "--all"], ["--dump"], ["1"], ["/etc/passwd"]] {
+            let r = try Support.run(setpriv, Self.asNobody + args)
+            Self.expectOneLine(r, status: 77, mentions: ["root"], "nobody: \(args)")
+        }
     }
 
     static var asNobody: [String] { ["--reuid=65534", "--regid=65534", "--clear-groups", "--", kpeer] }
