@@ -19,10 +19,15 @@ public enum NetlinkResolver {
     static let linkAttributes = UInt32(UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS)
 
     /// The links from a sock_diag dump read as it arrives (never held whole).
-    static func linksFromDump() throws(KPeerError) -> PeerLinks {
+    /// Also every inode the dump lists: what vouches for /proc/net/unix rows.
+    static func linksFromDump() throws(KPeerError) -> (PeerLinks, Set<UInt64>) {
         var links = PeerLinks()
-        try SockDiag.dump(show: linkAttributes) { add($0, to: &links) }
-        return links
+        var known = Set<UInt64>()
+        try SockDiag.dump(show: linkAttributes) {
+            known.insert($0.inode)
+            add($0, to: &links)
+        }
+        return (links, known)
     }
 
     @inline(__always)
@@ -49,14 +54,14 @@ public enum NetlinkResolver {
             }
         }
         // The dump's error first, as when they ran one after the other.
-        let links = try work.links!.get()
-        let entries = try work.entries!.get()
+        let (links, known) = try work.links!.get()
+        let entries = TrustedRows.vouched(try work.entries!.get(), known: known)
         return PeerMap(entries: entries, owners: owners, links: links, method: .netlink)
     }
 
     /// The two results, each written by one thread before the join.
     final class Both: @unchecked Sendable {
-        var links: Result<PeerLinks, KPeerError>?
+        var links: Result<(PeerLinks, Set<UInt64>), KPeerError>?
         var entries: Result<[UnixSocketEntry], KPeerError>?
     }
 }

@@ -88,7 +88,8 @@ public enum Resolver {
             return Resolution(map: try NetlinkResolver.resolveAll(owners: owners), ownNetns: own)
         }
         let found = try diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: true)
-        let map = PeerMap(entries: found.entries, owners: owners, links: NetlinkResolver.links(from: found.diag),
+        let entries = TrustedRows.vouched(found.entries, known: Set(found.diag.map(\.inode)))
+        let map = PeerMap(entries: entries, owners: owners, links: NetlinkResolver.links(from: found.diag),
                           method: .netlink)
         return Resolution(map: map, ownNetns: own, boundFiles: boundFiles ? files(found.diag) : nil,
                           skipped: found.skipped)
@@ -158,13 +159,16 @@ public enum Resolver {
         // open while the table is read.
         let pair = symbolic == nil ? try Calibration.Pair() : nil
         let owners = OwnerScan.scan(procRoot: options.procRoot)
-        let entries = try readTables(owners: owners, procRoot: options.procRoot)
+        let table = try readTables(owners: owners, procRoot: options.procRoot)
+        // Hashed or zeroed addresses are an error first; then only rows whose
+        // address is kernel memory count.
+        try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
+            .checkAddresses(table)
+        let entries = TrustedRows.inMemory(table, memory)
         let offset: MemberOffset
         if let symbolic {
             offset = symbolic
         } else {
-            try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
-                .checkAddresses(entries)
             offset = try Calibration.offset(memory: memory, pair: pair!, entries: entries)
         }
         // The tables again once memory is read: a socket freed meanwhile (its
