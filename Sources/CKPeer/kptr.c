@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static const char *kptr_path = "/proc/sys/kernel/kptr_restrict";
@@ -30,6 +31,32 @@ static int ends_process(int sig) {
 }
 
 void kp_kptr_set_path(const char *path) { kptr_path = path; }
+
+// Two kpeer runs at once: A raises 0 → 1, B finds 1 and leaves it, A puts 0
+// back while B still reads, and B sees hashed addresses. A lock held from
+// the read of the old value to the restore makes B wait for A instead.
+// Where /run is missing (a bare initramfs) runs go unserialised, as before.
+static const char *lock_path = "/run/kpeer-kptr.lock";
+static int lock_fd = -1;
+
+static void take_lock(void) {
+    if (lock_fd >= 0) return;  // already ours: never wait on ourselves
+    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lock_fd < 0) return;
+    while (flock(lock_fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            close(lock_fd);
+            lock_fd = -1;
+            return;
+        }
+    }
+}
+
+static void drop_lock(void) {
+    if (lock_fd < 0) return;
+    close(lock_fd);  // releases the flock
+    lock_fd = -1;
+}
 
 static int read_value(void) {
     int fd = open(kptr_path, O_RDONLY | O_CLOEXEC);
@@ -76,8 +103,12 @@ static void on_signal(int sig) {
 }
 
 int kp_kptr_raise(int *previous) {
+    take_lock();
     int v = read_value();
-    if (v < 0) return v;
+    if (v < 0) {
+        drop_lock();
+        return v;
+    }
     *previous = v;
     if (v != 0 || raised) return 0;
     struct sigaction sa;
@@ -101,6 +132,7 @@ int kp_kptr_raise(int *previous) {
     if (rc != 0) {
         raised = 0;
         put_back_handlers();
+        drop_lock();
         return rc;
     }
     // Test hook: KPEER_TEST_HOLD_KPTR=N keeps kptr_restrict raised for N
@@ -112,9 +144,13 @@ int kp_kptr_raise(int *previous) {
 }
 
 int kp_kptr_restore(void) {
-    if (!raised) return 0;
+    if (!raised) {
+        drop_lock();
+        return 0;
+    }
     int rc = write_value('0');
     raised = 0;
     put_back_handlers();
+    drop_lock();
     return rc;
 }

@@ -121,4 +121,45 @@ import Testing
         BadInputTests.expectOneLine(r, status: 69, mentions: ["outside kernel memory"], "--kcore of another machine")
         #expect(Self.kptr() == "0")
     }
+
+    /// Two runs at once: while one holds kptr_restrict raised, a second one
+    /// waits for it (a lock in /run) instead of reading along and seeing
+    /// the addresses hashed again the moment the first restores.
+    @Test(.enabled(if: SignalTests.usable && FileManager.default.fileExists(atPath: "/run"),
+                   "needs root, kernel.kptr_restrict=0 writable, and /run"))
+    func aSecondRunWaitsForTheFirst() throws {
+        try Self.exclusively { try aSecondRunWaitsForTheFirstLocked() }
+    }
+
+    func aSecondRunWaitsForTheFirstLocked() throws {
+        let core = SyntheticCore()
+        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
+        let path = try core.write()
+        let args = ["--kcore", path, "--offset", "776", "--all"]
+        let env = ProcessInfo.processInfo.environment
+        let first = try Self.spawn(args, env: env.merging(["KPEER_TEST_HOLD_KPTR": "30"]) { $1 })
+        var status: Int32 = 0
+        var second: pid_t = 0
+        defer {
+            kill(first, SIGKILL); waitpid(first, &status, 0)
+            if second > 0 { kill(second, SIGKILL); waitpid(second, &status, 0) }
+            if Self.kptr() != "0" { try? "0\n".write(toFile: Self.sysctl, atomically: false, encoding: .utf8) }
+        }
+        var seen = false
+        for _ in 0..<1000 where !seen {
+            seen = Self.kptr() == "1"
+            if !seen { usleep(10_000) }
+        }
+        try #require(seen, "the first run never raised kptr_restrict")
+        second = try Self.spawn(args, env: env)
+        usleep(500_000)
+        #expect(waitpid(second, &status, WNOHANG) == 0, "the second run did not wait for the first")
+        kill(first, SIGTERM)
+        waitpid(first, &status, 0)
+        // Then the second runs on its own: raises, reads, restores.
+        #expect(waitpid(second, &status, 0) == second)
+        second = 0
+        #expect(status >> 8 & 0xff == 69, "wait status \(status)")
+        #expect(Self.kptr() == "0")
+    }
 }
