@@ -18,24 +18,41 @@ public enum Files {
     }
 
     public static func readAll(fd: Int32, path: String) throws(KPeerError) -> [UInt8] {
-        var out: [UInt8] = []
-        let chunk = 65536
+        try withContents(fd: fd, path: path) { Array($0) }
+    }
+
+    /// A whole file (procfs says size 0) into one malloc'd buffer that
+    /// doubles as it fills, handed to `body` and freed. Reads are large:
+    /// the kernel formats /proc/net/unix as it is read, walking to its
+    /// position again at every read, and growing by just what one more read
+    /// needs would copy the whole file again each time.
+    public static func withContents<T>(fd: Int32, path: String,
+                                       _ body: (UnsafeBufferPointer<UInt8>) -> T) throws(KPeerError) -> T {
+        var capacity = 1 << 16
+        var base = malloc(capacity)!.assumingMemoryBound(to: UInt8.self)
+        defer { free(base) }
+        var count = 0
         while true {
-            let start = out.count
-            // procfs gives a page per read: growing to exactly what one more
-            // read needs would copy the whole file again at every page.
-            if out.capacity - start < chunk { out.reserveCapacity(Swift.max(out.capacity * 2, start + chunk)) }
-            let n = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { buf -> Int in
-                let r = Glibc.read(fd, buf.baseAddress, chunk)
-                if r > 0 { out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<r])) }
-                return r
+            if capacity - count < capacity / 2 {
+                capacity *= 2
+                base = realloc(base, capacity)!.assumingMemoryBound(to: UInt8.self)
             }
+            let n = Glibc.read(fd, base + count, capacity - count)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .system("cannot read", path: path, errno: errno)
             }
-            if n == 0 { return out }
+            if n == 0 { return body(UnsafeBufferPointer(start: base, count: count)) }
+            count += n
         }
+    }
+
+    /// `withContents` of the file at `path`.
+    public static func withContents<T>(_ path: String, _ body: (UnsafeBufferPointer<UInt8>) -> T) throws(KPeerError) -> T {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .system("cannot open", path: path, errno: errno) }
+        defer { close(fd) }
+        return try withContents(fd: fd, path: path, body)
     }
 
     /// The text of a small file without its trailing newline, or nil.

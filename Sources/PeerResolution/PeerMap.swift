@@ -52,6 +52,8 @@ public struct PeerMap: Sendable {
     private let ownerTable: OwnerTable
     /// See PeerLinks.unverified.
     public let unverified: Set<UInt64>
+    /// The network namespaces of the processes holding sockets.
+    public var namespaces: [NetNamespace] { ownerTable.namespaces }
 
     public init(entries: [UnixSocketEntry], owners: OwnerTable, links: PeerLinks, method: Method,
                 offset: MemberOffset? = nil, excluding excluded: Set<UInt64> = []) {
@@ -176,6 +178,6 @@ public struct PeerMap: Sendable {
     }
 
     private func describe(_ owners: [Owner]) -> String {
-        owners.isEmpty ? "no process" : owners.map { "\($0.pid)/\($0.name)" }.joined(separator: ",")
+        owners.isEmpty ? "no process" : owners.map(\.label).joined(separator: ",")
     }
 }

@@ -97,8 +97,8 @@ public enum PathQuery {
         case .abstract(let name):
             // Abstract names belong to a network namespace: kpeer's own, as
             // for connect(2). They have no file, so the name is all there is.
-            query = SocketPath(bytes: name, isAbstract: true).display
             let path = SocketPath(bytes: name, isAbstract: true)
+            query = path.display
             bound = map.sockets.filter { $0.entry.path == path && r.netns(of: $0.entry) == r.ownNetns }
         }
         // Accepted sockets carry their listener's address (and file) too;

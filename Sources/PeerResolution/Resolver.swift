@@ -83,7 +83,7 @@ public enum Resolver {
     static func resolveNetlink(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
         let owners = OwnerScan.scan(procRoot: options.procRoot)
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
-        let others = NetNamespaces.scan(procRoot: options.procRoot).filter { $0.inode != own }
+        let others = owners.namespaces.filter { $0.inode != own }
         if others.isEmpty && !boundFiles {
             return Resolution(map: try NetlinkResolver.resolveAll(owners: owners), ownNetns: own)
         }
@@ -102,7 +102,7 @@ public enum Resolver {
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
         var r = Resolution(map: map, ownNetns: own)
         guard wanted else { return r }
-        let others = NetNamespaces.scan(procRoot: options.procRoot).filter { $0.inode != own }
+        let others = map.namespaces.filter { $0.inode != own }
         if let found = try? diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: false,
                                                  show: UInt32(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS)) {
             r.boundFiles = files(found.diag)
@@ -212,8 +212,8 @@ public enum Resolver {
     static func readTables(owners: OwnerTable, procRoot: String) throws(KPeerError) -> [UnixSocketEntry] {
         let ownNS = Files.identity("\(procRoot)/self/ns/net")?.inode ?? 0
         var sources: [(ns: UInt64, path: String)] = [(ownNS, "\(procRoot)/self/net/unix")]
-        for (ns, pid) in owners.namespaceRepresentatives.sorted(by: { $0.key < $1.key }) where ns != ownNS {
-            sources.append((ns, "\(procRoot)/\(pid)/net/unix"))
+        for ns in owners.namespaces where ns.inode != ownNS {
+            sources.append((ns.inode, "\(procRoot)/\(ns.pid)/net/unix"))
         }
         let (texts, _) = try KptrRestrict.withAddressesVisible { () throws(KPeerError) -> [(UInt64, [UInt8])] in
             var out: [(UInt64, [UInt8])] = []

@@ -26,6 +26,17 @@ public enum JSON {
         "[" + list.map { "{\"pid\":\($0.pid),\"name\":\(string($0.name)),\"fd\":\($0.fd)}" }.joined(separator: ",") + "]"
     }
 
+    /// `{"method":…`, the offset (kcore) and why kcore was not used (auto),
+    /// left open for the document's own fields.
+    static func header(_ map: PeerMap) -> String {
+        var out = "{\"method\":\(string(map.method.rawValue))"
+        if let o = map.offset {
+            out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin))}"
+        }
+        if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
+        return out
+    }
+
     static func ref(_ map: PeerMap, _ inode: UInt64?) -> String {
         guard let inode else { return "null" }
         return "{\"inode\":\(inode),\"owners\":\(owners(map.owners(of: inode)))}"
@@ -34,11 +45,7 @@ public enum JSON {
     /// `ownNetns` names the namespace of sockets the map lists without one
     /// (the netlink resolver reads only kpeer's own).
     public static func document(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
-        var out = "{\"method\":\(string(map.method.rawValue))"
-        if let o = map.offset {
-            out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin))}"
-        }
-        if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
+        var out = header(map)
         out += ",\"sockets\":["
         for (i, s) in map.sockets.enumerated() {
             if i > 0 { out += "," }
@@ -61,11 +68,7 @@ public enum JSON {
     /// `kpeer --json PATH`: the socket bound there and its clients.
     public static func pathDocument(_ answer: PathAnswer, map: PeerMap, ownNetns: UInt64 = 0) -> String {
         let l = answer.listener
-        var out = "{\"method\":\(string(map.method.rawValue))"
-        if let o = map.offset {
-            out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin))}"
-        }
-        if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
+        var out = header(map)
         out += ",\"query\":\(string(answer.query))"
         out += ",\"listener\":{\"inode\":\(l.inode),\"type\":\(string(l.entry.type?.name ?? "unknown"))"
         out += ",\"state\":\(string(l.entry.state.rawValue)),\"netns\":\(l.entry.netns == 0 ? ownNetns : l.entry.netns)"

@@ -5,7 +5,7 @@ import SocketInventory
 /// Text for every output form. Each builds one string, written once.
 public enum Render {
     /// One line per process: several fds of one process are one owner.
-    static func processes(_ owners: [Owner]) -> [Owner] {
+    public static func processes(_ owners: [Owner]) -> [Owner] {
         if owners.count < 2 { return owners }
         var seen = Set<Int32>()
         return owners.filter { seen.insert($0.pid).inserted }
@@ -14,10 +14,24 @@ public enum Render {
     // MARK: kpeer INODE
 
     /// `PID NAME` per process holding the peer (the seed's socket_peer).
-    /// Any process may name itself "x\n1 init": the name is escaped, as in
-    /// --all, so one line is always one process.
+    /// The name is escaped, as in --all, so one line is always one process.
     public static func answer(_ owners: [Owner]) -> String {
-        processes(owners).map { "\($0.pid) \(Escape.bytes(Array($0.name.utf8)))\n" }.joined()
+        processes(owners).map { "\($0.pid) \($0.escapedName)\n" }.joined()
+    }
+
+    // MARK: kpeer PATH
+
+    /// `PID NAME INODE` per client process, ` pending` for a client not
+    /// accepted yet; a client no process holds shows `- -`.
+    public static func clients(_ answer: PathAnswer) -> String {
+        var out = ""
+        for c in answer.clients {
+            let suffix = c.pending ? " pending\n" : "\n"
+            let holders = processes(c.owners)
+            if holders.isEmpty { out += "- - \(c.inode)" + suffix }
+            for o in holders { out += "\(o.pid) \(o.escapedName) \(c.inode)" + suffix }
+        }
+        return out
     }
 
     // MARK: kpeer --all
@@ -31,8 +45,10 @@ public enum Render {
     }
 
     /// netstat -na --unix -p, plus the peer's processes. Built as bytes in
-    /// one buffer, each process's `pid/name` escaped once.
-    public static func table(_ map: PeerMap) -> String {
+    /// one buffer, each process's `pid/name` escaped once. A socket of
+    /// another network namespace than `ownNetns` (when known) ends its row
+    /// with ` net:[INODE]`; rows of kpeer's own stay as netstat_unix printed them.
+    public static func table(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
         var out = ByteOutput(expected: map.sockets.count * 128 + 256)
         var names = NameCache(dump: false)
         out.append(tableHeader)
@@ -67,6 +83,10 @@ public enum Render {
             }
             out.pad(from: at, to: 22)
             if let path = e.path { out.append(path.display) }
+            if ownNetns != 0, e.netns != 0, e.netns != ownNetns {
+                out.byte(0x20)
+                out.append(NetNamespace.label(e.netns))
+            }
             out.byte(0x0A)
             out.endRow()
         }
@@ -99,8 +119,9 @@ public enum Render {
 
     // MARK: kpeer --dump
 
-    /// `name:pid:socket:peer_socket:peer_pid:peer_name` per (owner, peer owner).
-    public static func dump(_ map: PeerMap) -> String {
+    /// `name:pid:socket:peer_socket:peer_pid:peer_name` per (owner, peer owner);
+    /// with `pid`, only that process's own lines.
+    public static func dump(_ map: PeerMap, pid: Int32? = nil) -> String {
         var out = ByteOutput(expected: map.sockets.count * 64 + 256)
         var names = NameCache(dump: true)
         for i in map.sockets.indices {
@@ -108,7 +129,7 @@ public enum Render {
             let theirs = processes(map.owners(of: target))
             if theirs.isEmpty { continue }
             let inode = map.sockets[i].inode
-            for mine in processes(map.sockets[i].owners) {
+            for mine in processes(map.sockets[i].owners) where pid == nil || mine.pid == pid {
                 for other in theirs {
                     names.dumpName(mine, into: &out)
                     out.byte(0x3A)
@@ -263,13 +284,11 @@ struct NameCache {
     private mutating func rendered(_ o: Owner) -> [UInt8] {
         let slot = Int(UInt32(bitPattern: o.pid) & 4095)
         if let hit = slots[slot], hit.pid == o.pid, hit.name == o.name { return hit.bytes }
-        var bytes: [UInt8]
+        let bytes: [UInt8]
         if dump {
             bytes = Array(Escape.dumpField(o.name).utf8)
         } else {
-            bytes = Array(String(o.pid).utf8)
-            bytes.append(0x2F)
-            bytes += Escape.bytes(Array(o.name.utf8)).utf8
+            bytes = Array(o.label.utf8)
         }
         slots[slot] = (o.pid, o.name, bytes)
         return bytes

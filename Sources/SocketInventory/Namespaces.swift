@@ -1,3 +1,4 @@
+import CKPeer
 import Glibc
 import KPeerSystem
 
@@ -32,28 +33,6 @@ public enum NetNamespaces {
         Files.identity("\(procRoot)/self/ns/net")?.inode
     }
 
-    /// Every distinct network namespace of a process in /proc, each with
-    /// its lowest pid, sorted by inode. Processes that exit mid-scan or
-    /// whose namespace may not be looked at (not root) are skipped.
-    public static func scan(procRoot: String = "/proc") -> [NetNamespace] {
-        guard let dir = opendir(procRoot) else { return [] }
-        defer { closedir(dir) }
-        let dfd = dirfd(dir)
-        var lowest: [UInt64: Int32] = [:]
-        while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: ent.pointee.d_name) { p in
-                p.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            guard let pid = Int32(name), pid > 0 else { continue }
-            var st = stat()
-            guard fstatat(dfd, "\(pid)/ns/net", &st, 0) == 0 else { continue }
-            let ns = UInt64(st.st_ino)
-            if let have = lowest[ns], have < pid { continue }
-            lowest[ns] = pid
-        }
-        return lowest.map { NetNamespace(inode: $0.key, pid: $0.value) }.sorted()
-    }
-
     /// Runs `body` on a new thread that has entered `ns` (setns through
     /// /proc/PID/ns/net) and returns what it returned. The namespace file is
     /// checked to still be `ns` (the pid may have exited and been reused).
@@ -72,8 +51,8 @@ public enum NetNamespaces {
             throw KPeerError(.notFound, "network namespace \(NetNamespace.label(ns.inode)) is gone (pid \(ns.pid) left it)")
         }
         var outcome: Result<T, KPeerError>? = nil
-        let job = ThreadJob {
-            if kp_setns(fd, cloneNewNet) != 0 {
+        try Parallel.onNewThread {
+            if kp_setns_net(fd) != 0 {
                 let e = errno
                 outcome = .failure(KPeerError(e == EPERM ? .permission : .io,
                                               "cannot enter network namespace \(NetNamespace.label(ns.inode)): \(String(cString: strerror(e)))",
@@ -86,38 +65,6 @@ public enum NetNamespaces {
                 outcome = .failure(error)
             }
         }
-        try job.runAndWait()
         return try outcome!.get()
-    }
-}
-
-/// glibc declares setns(2) only under _GNU_SOURCE, which Swift's Glibc
-/// module does not define; the symbol is there all the same.
-@_silgen_name("setns")
-private func kp_setns(_ fd: Int32, _ nstype: Int32) -> Int32
-
-/// CLONE_NEWNET from <linux/sched.h> (a macro Swift cannot see either).
-private let cloneNewNet: Int32 = 0x4000_0000
-
-/// One closure on one fresh pthread, joined before returning: the thread's
-/// namespace changes die with it.
-final class ThreadJob: @unchecked Sendable {
-    let work: () -> Void
-
-    init(_ work: @escaping () -> Void) { self.work = work }
-
-    func runAndWait() throws(KPeerError) {
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            let job = Unmanaged<ThreadJob>.fromOpaque(raw!).takeRetainedValue()
-            job.work()
-            return nil
-        }, context)
-        if rc != 0 {
-            Unmanaged<ThreadJob>.fromOpaque(context).release()
-            throw KPeerError(.io, "cannot start a thread: \(String(cString: strerror(rc)))")
-        }
-        pthread_join(thread, nil)
     }
 }

@@ -1,3 +1,4 @@
+import CKPeer
 import Glibc
 import KPeerSystem
 import Synchronization
@@ -15,6 +16,12 @@ public struct Owner: Hashable, Sendable, Comparable {
     }
 
     public static func < (a: Owner, b: Owner) -> Bool { (a.pid, a.fd) < (b.pid, b.fd) }
+
+    /// The name as every output prints it: any process may name itself
+    /// "x\n1 init", so spaces and control bytes are `\xNN`.
+    public var escapedName: String { Escape.bytes(Array(name.utf8)) }
+    /// `pid/name`, as netstat's PID/Program name column.
+    public var label: String { "\(pid)/\(escapedName)" }
 }
 
 /// Who holds which socket, from every /proc/PID/fd.
@@ -28,14 +35,16 @@ public struct OwnerTable: Sendable {
 
     public func owners(of inode: UInt64) -> [Owner] { byInode[inode] ?? [] }
 
-    /// One pid per network namespace seen, to read its /proc/PID/net/unix.
-    public var namespaceRepresentatives: [UInt64: Int32] {
-        var out: [UInt64: Int32] = [:]
+    /// The network namespaces of the processes holding sockets, each with
+    /// its lowest pid (to reach it through), sorted by inode. The fd scan
+    /// already stats every such pid's ns/net: no second walk of /proc.
+    public var namespaces: [NetNamespace] {
+        var lowest: [UInt64: Int32] = [:]
         for (pid, ns) in netnsByPid where ns != 0 {
-            if let have = out[ns], have < pid { continue }
-            out[ns] = pid
+            if let have = lowest[ns], have < pid { continue }
+            lowest[ns] = pid
         }
-        return out
+        return lowest.map { NetNamespace(inode: $0.key, pid: $0.value) }.sorted()
     }
 }
 
@@ -58,7 +67,7 @@ public enum OwnerScan {
     /// freed, under the next phase's: ~12 MB more peak RSS at 100k sockets.
     /// A fixed threshold (the default, 128 KiB) keeps them in mappings that
     /// go back to the kernel on free. Set once, before the first of them.
-    static let fixedMmapThreshold: Bool = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 128 << 10) == 1
+    static let fixedMmapThreshold: Bool = kp_fixed_mmap_threshold(128 << 10) == 1
 
     public static func scan(procRoot: String = "/proc") -> OwnerTable {
         scan(procRoot: procRoot, threads: defaultThreads())
@@ -305,40 +314,52 @@ final class ScanWork: @unchecked Sendable {
     }
 }
 
-/// glibc's `int mallopt(int, int)`: <malloc.h> is not in the Glibc module.
-/// Two int arguments and an int result pass the same way in both calling
-/// conventions.
-@_silgen_name("mallopt")
-func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
-
-/// Runs a body on `count` threads (the caller's is one of them) and waits.
+/// Threads, started by hand: the scan's workers, and the short-lived
+/// threads that enter another network namespace.
 public enum Parallel {
     final class Job: @unchecked Sendable {
-        let body: (Int) -> Void
-        let slot: Int
-        init(_ body: @escaping (Int) -> Void, _ slot: Int) { self.body = body; self.slot = slot }
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
     }
 
+    /// `body` on a new pthread, or nil (errno-style code in `rc`) when none
+    /// could be started.
+    static func start(_ body: @escaping () -> Void, rc: inout Int32) -> pthread_t? {
+        let job = Unmanaged.passRetained(Job(body)).toOpaque()
+        var t = pthread_t()
+        rc = pthread_create(&t, nil, { raw in
+            Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, job)
+        if rc != 0 {
+            Unmanaged<Job>.fromOpaque(job).release()
+            return nil
+        }
+        return t
+    }
+
+    /// Runs a body on `count` threads (the caller's is one of them) and waits.
     public static func run(_ count: Int, _ body: @escaping (Int) -> Void) {
         var threads: [pthread_t] = []
+        var rc: Int32 = 0
         for slot in 1..<max(1, count) {
-            let job = Unmanaged.passRetained(Job(body, slot)).toOpaque()
-            var t = pthread_t()
-            let rc = pthread_create(&t, nil, { raw in
-                let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-                job.body(job.slot)
-                return nil
-            }, job)
-            if rc == 0 {
+            if let t = start({ body(slot) }, rc: &rc) {
                 threads.append(t)
             } else {
-                // No thread: do its share here.
-                let job = Unmanaged<Job>.fromOpaque(job).takeRetainedValue()
-                job.body(job.slot)
+                body(slot)  // no thread: do its share here
             }
         }
         body(0)
         for t in threads { pthread_join(t, nil) }
     }
-}
 
+    /// Runs `body` on a fresh thread and waits for it: for changes that must
+    /// die with the thread (setns), never made on the caller's.
+    public static func onNewThread(_ body: @escaping () -> Void) throws(KPeerError) {
+        var rc: Int32 = 0
+        guard let t = start(body, rc: &rc) else {
+            throw KPeerError(.io, "cannot start a thread: \(String(cString: strerror(rc)))")
+        }
+        pthread_join(t, nil)
+    }
+}

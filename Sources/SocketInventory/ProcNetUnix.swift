@@ -69,37 +69,7 @@ public struct UnixSocketEntry: Sendable, Equatable {
 /// that is not a record continues the previous record's path.
 public enum ProcNetUnix {
     public static func read(_ path: String = "/proc/net/unix") throws(KPeerError) -> [UnixSocketEntry] {
-        let (base, count) = try readRaw(path)
-        defer { free(base) }
-        return parse(UnsafeBufferPointer(start: base, count: count), netns: 0)
-    }
-
-    /// A whole procfs file (stat says size 0) into one malloc'd buffer that
-    /// doubles as it fills; the caller frees it. Reads are large because the
-    /// kernel formats /proc/net/unix as it is read and walks to its position
-    /// again at every read.
-    static func readRaw(_ path: String) throws(KPeerError) -> (UnsafeMutablePointer<UInt8>, Int) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .system("cannot open", path: path, errno: errno) }
-        defer { close(fd) }
-        var capacity = 1 << 18
-        var base = malloc(capacity)!.assumingMemoryBound(to: UInt8.self)
-        var count = 0
-        while true {
-            if capacity - count < 1 << 17 {
-                capacity *= 2
-                base = realloc(base, capacity)!.assumingMemoryBound(to: UInt8.self)
-            }
-            let n = Glibc.read(fd, base + count, capacity - count)
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                free(base)
-                throw .system("cannot read", path: path, errno: e)
-            }
-            if n == 0 { return (base, count) }
-            count += n
-        }
+        try Files.withContents(path) { parse($0, netns: 0) }
     }
 
     public static func parse(_ text: [UInt8], netns: UInt64 = 0) -> [UnixSocketEntry] {

@@ -207,10 +207,10 @@ struct KPeerCommand: ParsableCommand {
                 write(JSON.pathDocument(answer, map: r.map, ownNetns: r.ownNetns))
             } else if answer.clients.isEmpty {
                 let l = answer.listener
-                let holders = l.owners.isEmpty ? "no process" : l.owners.map { "\($0.pid)/\(Escape.bytes(Array($0.name.utf8)))" }.joined(separator: ",")
+                let holders = l.owners.isEmpty ? "no process" : l.owners.map(\.label).joined(separator: ",")
                 throw KPeerError(.noPeer, "\(answer.query): socket \(l.inode) held by \(holders) has no clients")
             } else {
-                write(Listing.clients(answer))
+                write(Render.clients(answer))
             }
         case nil:
             let r = try Resolver.resolve(options)
@@ -218,9 +218,9 @@ struct KPeerCommand: ParsableCommand {
             let map = filter.apply(r.map)
             switch fmt ?? .table {
             case .json: write(JSON.document(map, ownNetns: r.ownNetns))
-            case .dump: write(Listing.dump(map, pid: pid))
+            case .dump: write(Render.dump(map, pid: pid))
             case .dot: write(Dot.graph(map, ownNetns: r.ownNetns))
-            case .table: write(Listing.table(map, ownNetns: r.ownNetns))
+            case .table: write(Render.table(map, ownNetns: r.ownNetns))
             }
         }
     }

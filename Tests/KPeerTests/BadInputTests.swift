@@ -14,7 +14,7 @@ import Testing
         var out: [String: String] = [:]
         func put(_ name: String, _ bytes: [UInt8]) {
             let p = dir + "/" + name
-            FileManager.default.createFile(atPath: p, contents: Data(bytes), attributes: [.posixPermissions: 0o644])
+            _ = FileManager.default.createFile(atPath: p, contents: Data(bytes), attributes: [.posixPermissions: 0o644])
             out[name] = p
         }
         put("garbage", (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) })

@@ -27,7 +27,7 @@ final class NetnsFixture: Fixture {
         let f = try NetnsFixture()
         let own = try #require(NetNamespaces.current())
         #expect(f.netns != own)
-        let found = NetNamespaces.scan()
+        let found = OwnerScan.scan().namespaces
         let ns = try #require(found.first { $0.inode == f.netns })
         // Entering it on a thread: that thread sees the fixture's namespace,
         // the process keeps its own.

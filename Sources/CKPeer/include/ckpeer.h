@@ -64,13 +64,20 @@ int kp_btf_member_offset(const char *path, const char *type, const char *member,
                          uint64_t *offset, uint64_t *struct_size, kp_error *err);
 
 // kernel.kptr_restrict: raise 0 → 1 so /proc/net/unix shows real addresses
-// to root, and put it back. While raised, SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-// SIGPIPE and crash signals restore it before the process dies.
+// to root, and put it back. While raised, every signal whose default action
+// ends the process restores it first; concurrent runs take turns (flock).
 // *previous receives the value found (0, 1 or 2). Returns 0 or -errno.
 int kp_kptr_raise(int *previous);
 // Restores the value kp_kptr_raise found, if it changed it. Idempotent.
 int kp_kptr_restore(void);
 // For tests: the sysctl file used (default /proc/sys/kernel/kptr_restrict).
 void kp_kptr_set_path(const char *path);
+
+// glibc calls Swift's Glibc module cannot see (_GNU_SOURCE, <malloc.h>).
+// Enters the network namespace open on `fd` (this thread only). 0 or -1/errno.
+int kp_setns_net(int fd);
+// A fixed mmap threshold (M_MMAP_THRESHOLD): large freed blocks go back to
+// the kernel instead of staying resident. 1 on success.
+int kp_fixed_mmap_threshold(int bytes);
 
 #endif
