@@ -57,10 +57,12 @@ let package = Package(
         ),
         // Test-only: writes synthetic ELF core files with libelf.
         .target(name: "CoreWriter", path: "Tests/CoreWriter", linkerSettings: [.linkedLibrary("elf")]),
+        // Test-only: struct members sampled from BTF by libbpf's full parse.
+        .target(name: "BTFSample", path: "Tests/BTFSample", linkerSettings: [.linkedLibrary("bpf")]),
         .testTarget(
             name: "KPeerTests",
             dependencies: [
-                "CKPeer", "CoreWriter", "KPeerSystem", "KernelMemory", "TypeOffsets",
+                "BTFSample", "CKPeer", "CoreWriter", "KPeerSystem", "KernelMemory", "TypeOffsets",
                 "SocketInventory", "PeerResolution", "Rendering",
             ]
         ),

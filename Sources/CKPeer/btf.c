@@ -1,14 +1,23 @@
-// libbpf: a struct member's offset from BTF.
+// A struct member's offset from BTF: libbpf's full parse for any file, and
+// for the kernel's own /sys/kernel/btf/vmlinux a read that stops at the
+// struct (kp_btf_stream_member_offset).
 #include "error.h"
 
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#ifndef SYSFS_MAGIC
+#define SYSFS_MAGIC 0x62656572
+#endif
 
 // libbpf prints its own warnings to stderr; kpeer reports errors itself.
 static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap) {
@@ -43,7 +52,178 @@ static int find_member(const struct btf *btf, const struct btf_type *t, const ch
     return 0;
 }
 
+// ---- Streaming: the kernel's own BTF, read only as far as needed.
+//
+// sysfs hands out /sys/kernel/btf/vmlinux 4 KiB per read(): 1000-1400
+// syscalls for the 4-6 MB file, which libbpf reads whole and indexes before
+// it answers (45 ms of a 150 ms run in the VM). The strings come first here
+// (the two names' offsets), then the types up to the struct: usually a
+// fraction of the file. Anything unexpected answers "not here" and the
+// caller falls back to libbpf. Names are matched by string offset, which is
+// exact for deduplicated strings (pahole's, so every kernel's); BTF that
+// stores a name twice could lead it to a later struct than libbpf picks.
+
+// One section of the file, read on demand into a growing buffer.
+typedef struct {
+    int fd;
+    uint64_t at;   // file offset of the section
+    uint32_t len;  // its length
+    uint8_t *buf;
+    uint32_t have; // bytes read so far
+} section;
+
+// Makes at least `want` bytes (clipped to the section) available; reads in
+// 64 KiB steps. 0, or -1 on a read error or a short file.
+static int section_fill(section *s, uint64_t want) {
+    if (want > s->len) want = s->len;
+    if (want <= s->have) return 0;
+    uint64_t target = want + 65536 > s->len ? s->len : want + 65536;
+    if (!s->buf) {
+        s->buf = malloc(s->len ? s->len : 1);  // the whole section at most
+        if (!s->buf) return -1;
+    }
+    while (s->have < target) {
+        ssize_t n = pread(s->fd, s->buf + s->have, target - s->have, (off_t)(s->at + s->have));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        s->have += (uint32_t)n;
+    }
+    return 0;
+}
+
+// Offset of the string `name` in the string section (which starts with ""),
+// searching as it reads. 0 when absent.
+static uint32_t find_string(section *strs, const char *name, uint32_t *scanned) {
+    size_t len = strlen(name);
+    for (;;) {
+        // A match is "\0name\0": a whole string, not the tail of a longer one.
+        uint32_t from = *scanned > len + 1 ? *scanned - (uint32_t)len - 1 : 0;
+        for (uint32_t i = from; i + len + 2 <= strs->have; i++) {
+            const uint8_t *p = memchr(strs->buf + i, 0, strs->have - i);
+            if (!p) break;
+            i = (uint32_t)(p - strs->buf);
+            if (i + len + 2 <= strs->have && memcmp(p + 1, name, len) == 0 && p[len + 1] == 0)
+                return i + 1;
+        }
+        *scanned = strs->have;
+        if (strs->have == strs->len || section_fill(strs, (uint64_t)strs->have + 1) != 0) return 0;
+    }
+}
+
+// Bytes a type record takes after its struct btf_type; -1 for kinds this
+// reader does not know (a newer kernel: libbpf decides).
+static long record_extra(const struct btf_type *t) {
+    __u16 vlen = btf_vlen(t);
+    switch (btf_kind(t)) {
+    case BTF_KIND_INT: return 4;
+    case BTF_KIND_PTR: case BTF_KIND_FWD: case BTF_KIND_TYPEDEF: case BTF_KIND_VOLATILE:
+    case BTF_KIND_CONST: case BTF_KIND_RESTRICT: case BTF_KIND_FUNC: case BTF_KIND_FLOAT:
+    case BTF_KIND_TYPE_TAG: return 0;
+    case BTF_KIND_ARRAY: return sizeof(struct btf_array);
+    case BTF_KIND_STRUCT: case BTF_KIND_UNION: return (long)vlen * sizeof(struct btf_member);
+    case BTF_KIND_ENUM: return (long)vlen * sizeof(struct btf_enum);
+    case BTF_KIND_ENUM64: return (long)vlen * sizeof(struct btf_enum64);
+    case BTF_KIND_FUNC_PROTO: return (long)vlen * sizeof(struct btf_param);
+    case BTF_KIND_VAR: return sizeof(struct btf_var);
+    case BTF_KIND_DATASEC: return (long)vlen * sizeof(struct btf_var_secinfo);
+    case BTF_KIND_DECL_TAG: return sizeof(struct btf_decl_tag);
+    default: return -1;
+    }
+}
+
+int kp_btf_stream_member_offset(int fd, const char *type, const char *member,
+                                uint64_t *offset, uint64_t *struct_size, kp_error *err) {
+    *offset = 0;
+    *struct_size = 0;
+    struct btf_header h;
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || h.magic != BTF_MAGIC || h.version != BTF_VERSION ||
+        h.hdr_len < sizeof h || h.hdr_len > 4096)
+        return kp_fail(err, KP_EFORMAT, 0, "not raw BTF in this machine's byte order");
+    struct stat st;
+    uint64_t size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    uint64_t types_end = (uint64_t)h.hdr_len + h.type_off + h.type_len;
+    uint64_t strs_end = (uint64_t)h.hdr_len + h.str_off + h.str_len;
+    if (h.type_len % 4 || h.str_len == 0 || (size && (types_end > size || strs_end > size)))
+        return kp_fail(err, KP_EFORMAT, 0, "BTF sections lie outside the file");
+    section strs = {fd, (uint64_t)h.hdr_len + h.str_off, h.str_len, NULL, 0};
+    section types = {fd, (uint64_t)h.hdr_len + h.type_off, h.type_len, NULL, 0};
+    int rc = KP_ENOTYPE;
+    uint32_t scanned = 0;
+    if (section_fill(&strs, 1) != 0 || strs.buf[0] != 0) {
+        rc = kp_fail(err, KP_EFORMAT, 0, "the BTF string section does not start with an empty string");
+        goto out;
+    }
+    uint32_t type_name = find_string(&strs, type, &scanned);
+    scanned = 0;
+    uint32_t member_name = type_name ? find_string(&strs, member, &scanned) : 0;
+    if (!type_name || !member_name) {
+        rc = kp_fail(err, KP_ENOTYPE, 0, "no string %s", type_name ? member : type);
+        goto out;
+    }
+    for (uint64_t at = 0; at < h.type_len;) {
+        if (section_fill(&types, at + sizeof(struct btf_type)) != 0 || at + sizeof(struct btf_type) > types.have) {
+            rc = kp_fail(err, KP_EFORMAT, 0, "truncated BTF type section");
+            goto out;
+        }
+        const struct btf_type *t = (const struct btf_type *)(types.buf + at);
+        long extra = record_extra(t);
+        if (extra < 0) {
+            rc = kp_fail(err, KP_EFORMAT, 0, "BTF kind %u is new to kpeer", btf_kind(t));
+            goto out;
+        }
+        uint64_t next = at + sizeof(struct btf_type) + (uint64_t)extra;
+        if (section_fill(&types, next) != 0 || next > types.have) {
+            rc = kp_fail(err, KP_EFORMAT, 0, "truncated BTF type section");
+            goto out;
+        }
+        t = (const struct btf_type *)(types.buf + at);  // the buffer may have moved
+        if (btf_kind(t) == BTF_KIND_STRUCT && t->name_off == type_name) {
+            // The first struct of that name, as btf__find_by_name_kind takes.
+            // Only direct members: anything else is libbpf's to find.
+            const struct btf_member *m = btf_members(t);
+            for (__u16 i = 0; i < btf_vlen(t); i++) {
+                if (m[i].name_off != member_name) continue;
+                __u32 bits = btf_member_bit_offset(t, i);
+                if (bits % 8 || btf_member_bitfield_size(t, i)) {
+                    rc = kp_fail(err, KP_EFORMAT, 0, "%s.%s is a bit field", type, member);
+                } else {
+                    *offset = bits / 8;
+                    *struct_size = t->size;
+                    rc = KP_OK;
+                }
+                goto out;
+            }
+            rc = kp_fail(err, KP_ENOMEMBER, 0, "struct %s has no direct member %s", type, member);
+            goto out;
+        }
+        at = next;
+    }
+    rc = kp_fail(err, KP_ENOTYPE, 0, "no struct %s", type);
+out:
+    free(strs.buf);
+    free(types.buf);
+    return rc;
+}
+
 int kp_btf_member_offset(const char *path, const char *type, const char *member,
+                         uint64_t *offset, uint64_t *struct_size, kp_error *err) {
+    // The kernel's own BTF (on sysfs), which it checked when it booted, is
+    // streamed; any other file, and any doubt, goes to libbpf.
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) {
+        struct statfs fs;
+        struct stat st;
+        if (fstatfs(fd, &fs) == 0 && fs.f_type == SYSFS_MAGIC && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+            kp_btf_stream_member_offset(fd, type, member, offset, struct_size, NULL) == KP_OK) {
+            close(fd);
+            return KP_OK;
+        }
+        close(fd);
+    }
+    return kp_btf_member_offset_libbpf(path, type, member, offset, struct_size, err);
+}
+
+int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *member,
                          uint64_t *offset, uint64_t *struct_size, kp_error *err) {
     *offset = 0;
     *struct_size = 0;

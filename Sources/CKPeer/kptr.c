@@ -81,14 +81,6 @@ static int write_value(char v) {
     return n == 2 ? 0 : (n < 0 ? -e : -EIO);
 }
 
-static void put_back_handlers(void) {
-    for (int sig = 1; sig < NSIGS; sig++)
-        if (guarded[sig]) {
-            sigaction(sig, &previous_actions[sig], NULL);
-            guarded[sig] = 0;
-        }
-}
-
 static void on_signal(int sig) {
     int saved_errno = errno;
     if (raised) {
@@ -97,26 +89,27 @@ static void on_signal(int sig) {
     }
     // Give the signal back to whatever handled it before, then deliver it
     // again: it is blocked inside this handler, so it arrives on return.
-    if (sig > 0 && sig < NSIGS && guarded[sig]) sigaction(sig, &previous_actions[sig], NULL);
+    if (sig > 0 && sig < NSIGS && guarded[sig]) {
+        sigaction(sig, &previous_actions[sig], NULL);
+        guarded[sig] = 0;
+    }
     raise(sig);
     errno = saved_errno;
 }
 
-int kp_kptr_raise(int *previous) {
-    take_lock();
-    int v = read_value();
-    if (v < 0) {
-        drop_lock();
-        return v;
-    }
-    *previous = v;
-    if (v != 0 || raised) return 0;
+// The guard: installed at the first raise and left in place, since kpeer
+// reads /proc/net/unix at least twice a run and 60-odd sigaction calls per
+// raise and restore are measurable in a VM. While kptr_restrict is not
+// raised the handler only hands the signal back (below).
+static int handlers_installed = 0;
+
+static void install_handlers(void) {
+    if (handlers_installed) return;
+    handlers_installed = 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigfillset(&sa.sa_mask);
-    // Armed before the write: a signal in between only rewrites the 0.
-    raised = 1;
     for (int sig = 1; sig < NSIGS && sig <= SIGRTMAX; sig++) {
         // glibc keeps a few real-time signals for itself (EINVAL here).
         if (!ends_process(sig) || sigaction(sig, &sa, &previous_actions[sig]) != 0) continue;
@@ -128,10 +121,23 @@ int kp_kptr_raise(int *previous) {
             guarded[sig] = 0;
         }
     }
+}
+
+int kp_kptr_raise(int *previous) {
+    take_lock();
+    int v = read_value();
+    if (v < 0) {
+        drop_lock();
+        return v;
+    }
+    *previous = v;
+    if (v != 0 || raised) return 0;
+    // Armed before the write: a signal in between only rewrites the 0.
+    install_handlers();
+    raised = 1;
     int rc = write_value('1');
     if (rc != 0) {
         raised = 0;
-        put_back_handlers();
         drop_lock();
         return rc;
     }
@@ -150,7 +156,6 @@ int kp_kptr_restore(void) {
     }
     int rc = write_value('0');
     raised = 0;
-    put_back_handlers();
     drop_lock();
     return rc;
 }

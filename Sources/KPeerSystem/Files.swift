@@ -62,6 +62,27 @@ public enum Files {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Replaces the file at `path` whole (a new file renamed over it, so no
+    /// reader sees half of it), creating its directory if missing. Best
+    /// effort: false when anything fails.
+    @discardableResult
+    public static func replace(_ path: String, with bytes: [UInt8], mode: mode_t = 0o644,
+                               directoryMode: mode_t = 0o755) -> Bool {
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            mkdir(String(path[..<slash]), directoryMode)  // EEXIST is fine
+        }
+        let temp = "\(path).\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { return false }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == bytes.count, rename(temp, path) == 0 else {
+            unlink(temp)
+            return false
+        }
+        return true
+    }
+
     public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

@@ -65,15 +65,11 @@ public struct KcoreResolver {
     /// offset is evidently wrong; otherwise returns only verified links.
     public func links(_ entries: [UnixSocketEntry]) throws(KPeerError) -> (PeerLinks, Check) {
         try checkAddresses(entries)
-        var byAddress: [UInt64: Int] = [:]
-        byAddress.reserveCapacity(entries.count)
-        for (i, e) in entries.enumerated() where e.address != 0 { byAddress[e.address] = i }
-
-        // Sorted by address, neighbours share cached slab pages.
-        let order = entries.indices.sorted { entries[$0].address < entries[$1].address }
+        let index = AddressIndex(entries)
+        // One 8-byte pread per socket (KernelMemory says why), in address order.
         var peerOf = [UInt64?](repeating: nil, count: entries.count)
-        for i in order where entries[i].address != 0 {
-            peerOf[i] = try? memory.readWord(entries[i].address &+ UInt64(offset.value))
+        for (address, i) in index.pairs {
+            peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
         }
 
         // What each pointer says, judged once every read of memory is done.
@@ -87,7 +83,7 @@ public struct KcoreResolver {
                 }
                 continue
             }
-            guard let j = byAddress[p] else {
+            guard let j = index[p] else {
                 // A peer that closed first stays pointed at (the survivor holds a
                 // reference) but leaves the table; its own peer was set to NULL.
                 if memory.contains(p), let back = try? memory.readWord(p &+ UInt64(offset.value)), back == 0 {
@@ -113,17 +109,30 @@ public struct KcoreResolver {
         // none) held that socket the whole time, so what was read is its.
         var stable = [Bool](repeating: true, count: entries.count)
         if let reread {
-            var now: [UInt64: (inode: UInt64, path: SocketPath?, netns: UInt64)] = [:]
-            for e in try reread() where e.address != 0 { now[e.address] = (e.inode, e.path, e.netns) }
+            let now = try reread()
+            // The kernel lists sockets in the same order both times, so the
+            // next row is usually the one; the index is built only if not.
+            var nowIndex: AddressIndex?
+            var next = 0
             for i in entries.indices {
                 let e = entries[i]
-                guard let n = now[e.address] else { stable[i] = false; continue }
+                let k: Int
+                if next < now.count, now[next].address == e.address, e.address != 0 {
+                    k = next
+                } else {
+                    if nowIndex == nil { nowIndex = AddressIndex(now) }
+                    guard let found = nowIndex![e.address] else { stable[i] = false; continue }
+                    k = found
+                }
+                next = k + 1
+                let n = now[k]
                 stable[i] = n.inode == e.inode && (e.inode != 0 || (n.path == e.path && n.netns == e.netns))
             }
         }
 
         var check = Check()
         var links = PeerLinks()
+        links.peer.reserveCapacity(entries.count)
         let listeners = Self.listenersByPath(entries)
         for i in entries.indices {
             let e = entries[i]
@@ -158,7 +167,7 @@ public struct KcoreResolver {
         // reads zero there: no proof of anything, so refused as well.
         if (check.failed > 0 && check.failed >= check.verified) || (check.verified == 0 && check.closed > 0) {
             throw KPeerError(.refused,
-                             "unix_sock.peer offset \(offset.value) (from \(offset.source.rawValue): \(offset.origin)) fails the self-check: \(check.failed) of \(check.failed + check.verified) connected sockets have no peer pointer that leads back to them",
+                             "unix_sock.peer offset \(offset.value) (from \(offset.source.rawValue): \(offset.provenance)) fails the self-check: \(check.failed) of \(check.failed + check.verified) connected sockets have no peer pointer that leads back to them",
                              fix: "run kpeer --find-offset, then pass the right --offset (or drop it)")
         }
         return (links, check)
@@ -181,5 +190,30 @@ public struct KcoreResolver {
             out[key] = out[key] == nil ? .some(e.inode) : .some(nil)
         }
         return out
+    }
+}
+
+/// Table rows by kernel address: sorted (address, row) pairs searched by
+/// halving. Cheaper than hashing for a table built once and probed a few
+/// times per row.
+struct AddressIndex {
+    /// Rows with a nonzero address, ascending by address.
+    private(set) var pairs: [(address: UInt64, row: Int)]
+
+    init(_ entries: [UnixSocketEntry]) {
+        pairs = []
+        pairs.reserveCapacity(entries.count)
+        for (i, e) in entries.enumerated() where e.address != 0 { pairs.append((e.address, i)) }
+        pairs.sort { $0.address < $1.address || ($0.address == $1.address && $0.row < $1.row) }
+    }
+
+    /// The row listed at `address` (the first, should two claim it).
+    subscript(address: UInt64) -> Int? {
+        var lo = 0, hi = pairs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if pairs[mid].address < address { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < pairs.count && pairs[lo].address == address ? pairs[lo].row : nil
     }
 }

@@ -17,6 +17,8 @@ public struct ResolverOptions: Sendable {
     public var btfPath: String?
     public var dwarfPath: String?
     public var force = false
+    /// Where offsets read from symbols are remembered; nil: neither read nor written.
+    public var offsetCache: OffsetCache? = OffsetCache()
     /// The /proc this machine has (tests point it elsewhere).
     public var procRoot = "/proc"
 
@@ -81,11 +83,11 @@ public enum Resolver {
     /// namespace and no bound files wanted, this is the plain netlink
     /// resolver.
     static func resolveNetlink(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
-        let owners = OwnerScan.scan(procRoot: options.procRoot)
+        let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot) }
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
         let others = owners.namespaces.filter { $0.inode != own }
         if others.isEmpty && !boundFiles {
-            return Resolution(map: try NetlinkResolver.resolveAll(owners: owners), ownNetns: own)
+            return Resolution(map: try Trace.phase("dump and table") { () throws(KPeerError) in try NetlinkResolver.resolveAll(owners: owners) }, ownNetns: own)
         }
         let found = try diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: true)
         let entries = TrustedRows.vouched(found.entries, known: Set(found.diag.map(\.inode)))
@@ -152,33 +154,55 @@ public enum Resolver {
         // hearing about even on a machine where kcore is unusable.
         let explicit = try explicitOffset(options)
         try KcorePreflight.check(path: options.kcorePath)
-        let memory = try KernelMemory(path: options.kcorePath)
-        var reasons: [String] = []
-        let symbolic = explicit ?? defaultOffset(reasons: &reasons)
+        let memory = try Trace.phase("kcore headers") { () throws(KPeerError) in try KernelMemory(path: options.kcorePath) }
+        // Symbols the user did not name: remembered from an earlier run of
+        // this kernel build, else read now.
+        let buildID = explicit == nil && options.offsetCache != nil ? BuildID.runningKernel() : nil
+        let symbolic = Trace.phase("offset") {
+            explicit ?? buildID.flatMap { options.offsetCache?.lookup(buildID: $0) } ?? defaultOffset()
+        }
         // Without symbols, calibrate on a pair of our own, which must be
         // open while the table is read.
         let pair = symbolic == nil ? try Calibration.Pair() : nil
-        let owners = OwnerScan.scan(procRoot: options.procRoot)
-        let table = try readTables(owners: owners, procRoot: options.procRoot)
+        let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot) }
+        let table = try Trace.phase("tables") { () throws(KPeerError) in try readTables(owners: owners, procRoot: options.procRoot) }
         // Hashed or zeroed addresses are an error first; then only rows whose
         // address is kernel memory count.
         try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
             .checkAddresses(table)
         let entries = TrustedRows.inMemory(table, memory)
-        let offset: MemberOffset
+        var offset: MemberOffset
         if let symbolic {
             offset = symbolic
         } else {
-            offset = try Calibration.offset(memory: memory, pair: pair!, entries: entries)
+            offset = try Trace.phase("calibration") { () throws(KPeerError) in try Calibration.offset(memory: memory, pair: pair!, entries: entries) }
         }
         // The tables again once memory is read: a socket freed meanwhile (its
         // struct maybe reused) gives no link (KcoreResolver.reread).
-        let resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
-            try readTables(owners: owners, procRoot: options.procRoot)
+        func peerLinks(_ offset: MemberOffset) throws(KPeerError) -> (PeerLinks, KcoreResolver.Check) {
+            let resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
+                try Trace.phase("tables again") { () throws(KPeerError) in try readTables(owners: owners, procRoot: options.procRoot) }
+            }
+            return try Trace.phase("peer pointers") { () throws(KPeerError) in try resolver.links(entries) }
         }
-        let (links, _) = try resolver.links(entries)
+        var found: (links: PeerLinks, check: KcoreResolver.Check)
+        do {
+            found = try peerLinks(offset)
+        } catch where error.kind == .refused && offset.remembered {
+            // Remembered for this build, yet failing now (the cache file was
+            // edited?): forget it and read the symbols again.
+            options.offsetCache?.forget()
+            guard let fresh = defaultOffset() else { throw error }
+            offset = fresh
+            found = try peerLinks(offset)
+        }
+        if explicit == nil, !offset.remembered, found.check.verified > 0, let buildID {
+            options.offsetCache?.store(offset, buildID: buildID)
+        }
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
-        return PeerMap(entries: entries, owners: owners, links: links, method: .kcore, offset: offset, excluding: own)
+        return Trace.phase("map") {
+            PeerMap(entries: entries, owners: owners, links: found.links, method: .kcore, offset: offset, excluding: own)
+        }
     }
 
     /// The offset from --offset, --dwarf or --btf, in that order, if given.
@@ -190,19 +214,11 @@ public enum Resolver {
     }
 
     /// The offset from this kernel's BTF or a vmlinux in the usual places;
-    /// nil means: calibrate.
-    static func defaultOffset(reasons: inout [String]) -> MemberOffset? {
-        do {
-            return try BTF.memberOffset()
-        } catch {
-            reasons.append("btf: \(error.problem)")
-        }
+    /// nil means: calibrate (kpeer --find-offset says why each source failed).
+    static func defaultOffset() -> MemberOffset? {
+        if let o = try? BTF.memberOffset() { return o }
         for path in DWARF.defaultPaths() where Files.exists(path) {
-            do {
-                return try DWARF.checkedMemberOffset(path: path, force: false)
-            } catch {
-                reasons.append("dwarf: \(error.problem)")
-            }
+            if let o = try? DWARF.checkedMemberOffset(path: path, force: false) { return o }
         }
         return nil
     }

@@ -14,9 +14,16 @@ enum TrustedRows {
     }
 
     /// Kcore: the address lies in kernel memory. Real rows carry real
-    /// addresses (checkAddresses has made sure of that); a forger can only guess.
+    /// addresses (checkAddresses has made sure of that); a forger can only
+    /// guess, or copy a real row's address: an address listed twice names
+    /// no socket for sure, and both rows go.
     static func inMemory(_ entries: [UnixSocketEntry], _ memory: KernelMemory) -> [UnixSocketEntry] {
-        unique(entries.filter { $0.address != 0 && memory.contains($0.address) })
+        let kept = entries.filter { $0.address != 0 && memory.contains($0.address) }
+        var addresses = kept.map(\.address)
+        addresses.sort()
+        var twice = Set<UInt64>()
+        for i in addresses.indices.dropFirst() where addresses[i] == addresses[i - 1] { twice.insert(addresses[i]) }
+        return unique(twice.isEmpty ? kept : kept.filter { !twice.contains($0.address) })
     }
 
     struct Key: Hashable {

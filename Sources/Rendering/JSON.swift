@@ -31,7 +31,7 @@ public enum JSON {
     static func header(_ map: PeerMap) -> String {
         var out = "{\"method\":\(string(map.method.rawValue))"
         if let o = map.offset {
-            out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin))}"
+            out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin)),\"remembered\":\(o.remembered)}"
         }
         if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
         return out

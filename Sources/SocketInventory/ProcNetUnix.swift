@@ -135,14 +135,47 @@ public enum ProcNetUnix {
         return hex(buf, &i, end)
     }
 
+    /// `width` hex digits at `i`, or nil if any is not one.
+    @inline(__always)
+    private static func fixedHex(_ buf: UnsafeBufferPointer<UInt8>, _ i: Int, _ width: Int) -> UInt64? {
+        var v: UInt64 = 0
+        var bad: UInt8 = 0
+        for k in i..<(i + width) {
+            let d = hexDigit(buf[k])
+            bad |= d & 0xF0
+            v = v << 4 | UInt64(d & 0x0F)
+        }
+        return bad == 0 ? v : nil
+    }
+
+    /// The columns every kernel prints the same way: a 16-digit address,
+    /// then `: %08X %08X %08X %04X %02X ` (one pass, no per-field loop).
+    @inline(__always)
+    private static func fixedColumns(_ buf: UnsafeBufferPointer<UInt8>, _ s: Int, _ end: Int)
+        -> (address: UInt64, fields: (UInt64, UInt64, UInt64, UInt64, UInt64))? {
+        guard end - s >= 58, buf[s + 16] == 0x3A, buf[s + 17] == 0x20, buf[s + 26] == 0x20, buf[s + 35] == 0x20,
+              buf[s + 44] == 0x20, buf[s + 49] == 0x20, buf[s + 52] == 0x20,
+              let address = fixedHex(buf, s, 16), let refCount = fixedHex(buf, s + 18, 8),
+              fixedHex(buf, s + 27, 8) != nil, let flags = fixedHex(buf, s + 36, 8),
+              let type = fixedHex(buf, s + 45, 4), let st = fixedHex(buf, s + 50, 2) else { return nil }
+        return (address, (refCount, 0, flags, type, st))
+    }
+
     private static func parseRecord(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> UnixSocketEntry? {
         var i = start
-        guard let address = hex(buf, &i, end), i < end, buf[i] == 0x3A else { return nil }  // ':'
-        i += 1
-        // RefCount, Protocol, Flags, Type, St.
-        guard let refCount = field(buf, &i, end), field(buf, &i, end) != nil, let flags = field(buf, &i, end),
-              let type = field(buf, &i, end), let st = field(buf, &i, end) else { return nil }
-        let fields = (refCount, UInt64(0), flags, type, st)
+        let address: UInt64
+        let fields: (UInt64, UInt64, UInt64, UInt64, UInt64)
+        if let fixed = fixedColumns(buf, start, end) {
+            (address, fields) = fixed
+            i = start + 52
+        } else {
+            guard let a = hex(buf, &i, end), i < end, buf[i] == 0x3A else { return nil }  // ':'
+            i += 1
+            // RefCount, Protocol, Flags, Type, St.
+            guard let refCount = field(buf, &i, end), field(buf, &i, end) != nil, let flags = field(buf, &i, end),
+                  let type = field(buf, &i, end), let st = field(buf, &i, end) else { return nil }
+            (address, fields) = (a, (refCount, 0, flags, type, st))
+        }
         guard i < end, buf[i] == 0x20 else { return nil }
         while i < end && buf[i] == 0x20 { i += 1 }  // %5lu pads with spaces
         var inode: UInt64 = 0

@@ -16,12 +16,20 @@ public struct MemberOffset: Sendable, Equatable {
     public var source: OffsetSource
     /// The file or method behind it, for messages and --find-offset.
     public var origin: String
+    /// Read from OffsetCache, not from `origin` itself on this run.
+    public var remembered: Bool
 
-    public init(value: Int, structSize: Int? = nil, source: OffsetSource, origin: String) {
+    public init(value: Int, structSize: Int? = nil, source: OffsetSource, origin: String, remembered: Bool = false) {
         self.value = value
         self.structSize = structSize
         self.source = source
         self.origin = origin
+        self.remembered = remembered
+    }
+
+    /// `origin`, saying so when it was remembered from an earlier run.
+    public var provenance: String {
+        remembered ? "\(origin), remembered in \(OffsetCache.defaultPath)" : origin
     }
 }
 

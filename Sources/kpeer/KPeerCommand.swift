@@ -213,14 +213,16 @@ struct KPeerCommand: ParsableCommand {
                 write(Render.clients(answer))
             }
         case nil:
-            let r = try Resolver.resolve(options)
+            let r = try Trace.phase("resolve") { () throws(KPeerError) in try Resolver.resolve(options) }
             if verbose { note(r) }
             let map = filter.apply(r.map)
-            switch fmt ?? .table {
-            case .json: write(JSON.document(map, ownNetns: r.ownNetns))
-            case .dump: write(Render.dump(map, pid: pid))
-            case .dot: write(Dot.graph(map, ownNetns: r.ownNetns))
-            case .table: write(Render.table(map, ownNetns: r.ownNetns))
+            Trace.phase("render") {
+                switch fmt ?? .table {
+                case .json: write(JSON.document(map, ownNetns: r.ownNetns))
+                case .dump: write(Render.dump(map, pid: pid))
+                case .dot: write(Dot.graph(map, ownNetns: r.ownNetns))
+                case .table: write(Render.table(map, ownNetns: r.ownNetns))
+                }
             }
         }
     }
@@ -228,7 +230,7 @@ struct KPeerCommand: ParsableCommand {
     func note(_ r: Resolution) {
         let map = r.map
         var line = "kpeer: method \(map.method.rawValue)"
-        if let o = map.offset { line += ", unix_sock.peer at \(o.value) from \(o.source.rawValue) (\(o.origin))" }
+        if let o = map.offset { line += ", unix_sock.peer at \(o.value) from \(o.source.rawValue) (\(o.provenance))" }
         if let why = map.fallbackReason { line += "; kcore not used: \(why)" }
         let spaces = Set(map.sockets.map { r.netns(of: $0.entry) })
         if spaces.count > 1 { line += "; \(spaces.count) network namespaces" }

@@ -90,10 +90,19 @@ struct KernelMemoryTests {
         #expect(edge == (4091..<4101).map { UInt8(truncatingIfNeeded: $0 * 7) })
         let across = try mem.read(Self.base + 2 * 4096 - 3, count: 6)
         #expect(across == (8189..<8195).map { UInt8(truncatingIfNeeded: $0 * 7) })
-        // A second read of the same block comes from the cache.
-        let before = mem.preads
-        _ = try mem.read(Self.base + 4096 + 100, count: 8)
-        #expect(mem.preads == before)
+        // Exactly the bytes asked for: a word is one pread, a read over two
+        // adjacent segments one per segment (their file ranges are apart).
+        var before = mem.preads
+        #expect(try mem.readWord(Self.base + 4096 + 100) == Self.word(at: 4196))
+        #expect(mem.preads == before + 1)
+        before = mem.preads
+        _ = try mem.read(Self.base + 2 * 4096 - 3, count: 6)
+        #expect(mem.preads == before + 2)
+    }
+
+    /// The word the pattern `i * 7` puts at byte offset `at`.
+    static func word(at: Int) -> UInt64 {
+        (0..<8).reduce(UInt64(0)) { $0 | UInt64(UInt8(truncatingIfNeeded: (at + $1) * 7)) << (8 * UInt64($1)) }
     }
 
     @Test func outsideEverySegmentIsAnError() throws {

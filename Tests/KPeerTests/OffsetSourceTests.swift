@@ -1,3 +1,5 @@
+import BTFSample
+import CKPeer
 import Foundation
 import Testing
 @testable import KPeerSystem
@@ -107,6 +109,46 @@ struct BTFTests {
         #expect(offset.value == (try Self.paholeOffset("peer")))
         #expect(offset.source == .btf)
         #expect((offset.structSize ?? 0) > offset.value)
+    }
+
+    /// The streaming reader (what kpeer uses on the kernel's own BTF) against
+    /// libbpf's full parse, for structs spread over this kernel's BTF.
+    @Test(.enabled(if: FileManager.default.isReadableFile(atPath: BTFTests.vmlinux), "needs /sys/kernel/btf/vmlinux"))
+    func streamingAgreesWithLibbpfAcrossTheKernel() throws {
+        guard let raw = bs_sample(Self.vmlinux, 100) else { throw Support.Failure("libbpf cannot parse \(Self.vmlinux)") }
+        defer { free(raw) }
+        let sample = String(cString: raw).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(sample.count >= 20)
+        let fd = open(Self.vmlinux, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        for row in sample {
+            var offset: UInt64 = 0, size: UInt64 = 0
+            var err = kp_error()
+            let rc = kp_btf_stream_member_offset(fd, row[0], row[1], &offset, &size, &err)
+            #expect(rc == KP_OK, "\(row[0]).\(row[1]): \(KPeerError(err).problem)")
+            #expect("\(offset) \(size)" == "\(row[2]) \(row[3])", "\(row[0]).\(row[1])")
+        }
+    }
+
+    /// BTF that pahole made from the DWARF fixture: direct members are
+    /// streamed; a member inside anonymous structs is not, and kpeer's own
+    /// entry point finds it through libbpf.
+    @Test(.enabled(if: Support.which("pahole") != nil && Support.which("objcopy") != nil, "needs pahole and objcopy"))
+    func membersOfAnonymousStructsFallBackToLibbpf() throws {
+        let (elf, truth) = try DWARFTests.build(["-g"])
+        _ = try Support.run(Support.which("pahole")!, ["-J", elf])
+        let raw = elf + ".btf"
+        _ = try Support.run(Support.which("objcopy")!, ["--dump-section", ".BTF=" + raw, elf, elf + ".junk"])
+        let fd = open(raw, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        var offset: UInt64 = 0, size: UInt64 = 0
+        var err = kp_error()
+        #expect(kp_btf_stream_member_offset(fd, "unix_sock", "peer", &offset, &size, &err) == KP_OK)
+        #expect(Int(offset) == truth[0] && Int(size) == truth[1])
+        #expect(kp_btf_stream_member_offset(fd, "unix_sock", "inner", &offset, &size, &err) == KP_ENOMEMBER)
+        #expect(kp_btf_stream_member_offset(fd, "no_such_struct", "peer", &offset, &size, &err) == KP_ENOTYPE)
+        #expect(try BTF.memberOffset(path: raw).value == truth[0])
+        #expect(try BTF.memberOffset(path: raw, member: "inner").value == truth[2])
     }
 
     @Test func garbageIsRefused() throws {

@@ -101,7 +101,8 @@ for rid, r in runs.items():
 check("unix_diag loaded", run("insmod") is not None and run("insmod")["status"] == 0, runs.get("insmod", {}).get("err"))
 
 # --dump: kcore, netlink, and each offset source equal the truth, exactly.
-for rid in ["dump_auto_v", "dump_kcore", "dump_netlink", "dump_dwarf", "dump_btf", "dump_offset", "dump_calibrated"]:
+for rid in ["dump_auto_v", "dump_kcore", "dump_netlink", "dump_dwarf", "dump_btf", "dump_offset", "dump_calibrated",
+            "dump_remembered_v", "dump_cache_wrong_v", "dump_cache_writable_v"]:
     r = run(rid)
     if r is None:
         continue
@@ -115,6 +116,39 @@ for rid in ["dump_auto_v", "dump_kcore", "dump_netlink", "dump_dwarf", "dump_btf
 r = runs.get("dump_auto_v")
 if r:
     check("dump_auto_v: auto chose kcore with BTF", "method kcore" in r["err"] and "from btf" in r["err"], r["err"].strip())
+# The remembered offset: written after the first kcore run, used after, and
+# forgotten when it fails the self-check or anyone may write the file.
+
+
+def cache_fields(rid):
+    r = run(rid)
+    ls = lines(r["out"]) if r else []
+    return ls[-1].split(" ", 5) if ls else []
+
+
+def remembered(rid):
+    r = runs.get(rid)
+    return r is not None and "remembered in /run/kpeer/offsets" in r["err"]
+
+
+f = cache_fields("cache_written")
+check("cache: the BTF offset is remembered under the build-id",
+      len(f) == 6 and f[1] == "unix_sock.peer" and f[2] == str(args.pahole) and f[4] == "btf"
+      and re.fullmatch(r"[0-9a-f]{40}", f[0]) is not None, " ".join(f))
+check("cache: the first run read BTF itself", run("dump_auto_v") is not None and not remembered("dump_auto_v"),
+      runs.get("dump_auto_v", {}).get("err", "").strip())
+check("cache: the next run used it", remembered("dump_remembered_v"), runs.get("dump_remembered_v", {}).get("err", "").strip())
+check("cache: a wrong remembered offset is not used (BTF read again)",
+      run("dump_cache_wrong_v") is not None and "from btf" in runs["dump_cache_wrong_v"]["err"]
+      and not remembered("dump_cache_wrong_v"), runs.get("dump_cache_wrong_v", {}).get("err", "").strip())
+f = cache_fields("cache_healed")
+check("cache: ... and replaced by the right one", len(f) == 6 and f[2] == str(args.pahole), " ".join(f))
+check("cache: a file anyone may write is not believed",
+      run("dump_cache_writable_v") is not None and not remembered("dump_cache_writable_v"),
+      runs.get("dump_cache_writable_v", {}).get("err", "").strip())
+r = run("cache_replaced")
+check("cache: ... and is replaced, mode 644", r is not None and lines(r["out"])[:1] == ["644"], r and r["out"])
+
 r = runs.get("dump_calibrated")
 if r:
     check("dump_calibrated: offset came from calibration", "from calibration" in r["err"], r["err"].strip())

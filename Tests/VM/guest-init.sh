@@ -12,6 +12,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 mkdir -p /tmp && mount -t tmpfs tmpfs /tmp
+mkdir -p /run && mount -t tmpfs tmpfs /run   # as on a real system: kpeer remembers offsets here
 echo 1 > /proc/sys/kernel/printk    # keep kernel chatter off the report
 . /etc/kpeer-test.env               # PAHOLE_OFFSET, from the host's pahole
 
@@ -41,6 +42,16 @@ run truth cat /tmp/truth /tmp/truth.err
 first() { awk -v r="$1" '$1 == "sock" && $3 == r { print $2; exit }' /tmp/truth; }
 
 run dump_auto_v kpeer -v --dump
+# The offset read from BTF above is remembered for this build; later runs
+# use it, and one that fails the self-check is forgotten and read again.
+run cache_written cat /run/kpeer/offsets
+run dump_remembered_v kpeer -v --method kcore --dump
+awk '{ $3 = $3 + 8; print }' /run/kpeer/offsets > /tmp/wrong && cat /tmp/wrong > /run/kpeer/offsets
+run dump_cache_wrong_v kpeer -v --method kcore --dump
+run cache_healed cat /run/kpeer/offsets
+chmod 0666 /run/kpeer/offsets   # writable by anyone: not believed
+run dump_cache_writable_v kpeer -v --method kcore --dump
+run cache_replaced sh -c 'stat -c %a /run/kpeer/offsets; cat /run/kpeer/offsets'
 run dump_kcore kpeer --method kcore --dump
 run dump_netlink kpeer --method netlink --dump
 run all_kcore kpeer --method kcore --all
@@ -59,7 +70,9 @@ run findoff_inode kpeer --find-offset --dwarf /vmlinux "$(first pair)"
 run dump_dwarf kpeer --method kcore --dwarf /vmlinux --dump
 run dump_btf kpeer --method kcore --btf /sys/kernel/btf/vmlinux --dump
 run dump_offset kpeer --method kcore --offset "$PAHOLE_OFFSET" --dump
-# No BTF and no vmlinux: kpeer must calibrate on a socketpair of its own.
+# No BTF and no vmlinux: kpeer must calibrate on a socketpair of its own
+# (nothing remembered either).
+rm -f /run/kpeer/offsets
 : > /tmp/empty
 mount --bind /tmp/empty /sys/kernel/btf/vmlinux
 run dump_calibrated kpeer -v --method kcore --dump

@@ -60,8 +60,17 @@ int kp_dwarf_member_offset(const char *path, const char *type, const char *membe
                            kp_error *err);
 
 // Same from BTF (raw BTF such as /sys/kernel/btf/vmlinux, or an ELF with .BTF).
+// The kernel's own BTF on sysfs is streamed (below); everything else, and
+// whatever the stream cannot settle, is libbpf's full parse.
 int kp_btf_member_offset(const char *path, const char *type, const char *member,
                          uint64_t *offset, uint64_t *struct_size, kp_error *err);
+// libbpf alone: btf__parse, then the struct and member, anonymous members included.
+int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *member,
+                                uint64_t *offset, uint64_t *struct_size, kp_error *err);
+// Raw BTF open on `fd`, read only up to the first struct `type`, whose
+// direct member `member` it must be. Checks only what it reads.
+int kp_btf_stream_member_offset(int fd, const char *type, const char *member,
+                                uint64_t *offset, uint64_t *struct_size, kp_error *err);
 
 // kernel.kptr_restrict: raise 0 → 1 so /proc/net/unix shows real addresses
 // to root, and put it back. While raised, every signal whose default action

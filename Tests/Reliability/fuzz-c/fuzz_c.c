@@ -3,7 +3,7 @@
 // as kpeer hands over a --kcore, --btf or --dwarf file.
 //
 //   FUZZ_ELFCORE: kp_core_segments (the kcore segment map) and kp_elf_build_id
-//   FUZZ_BTF:     kp_btf_member_offset (unix_sock.peer from BTF)
+//   FUZZ_BTF:     kp_btf_member_offset and kp_btf_stream_member_offset (unix_sock.peer from BTF)
 //   FUZZ_DWARF:   kp_dwarf_member_offset (unix_sock.peer from DWARF)
 #define _GNU_SOURCE
 #include "ckpeer.h"
@@ -23,6 +23,13 @@ static int as_file(const uint8_t *data, size_t size, char *path, size_t len) {
     snprintf(path, len, "/proc/self/fd/%d", fd);
     return fd;
 }
+
+#if defined(FUZZ_BTF)
+static int twice(const uint8_t *data, size_t size, const char *needle, size_t len) {
+    const uint8_t *first = memmem(data, size, needle, len);
+    return first && memmem(first + 1, size - (size_t)(first + 1 - data), needle, len) != NULL;
+}
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[64];
@@ -44,8 +51,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t idlen = 0;
     if (kp_elf_build_id(path, id, sizeof id, &idlen, &err) == KP_OK && idlen > sizeof id) abort();
 #elif defined(FUZZ_BTF)
-    uint64_t off = 0, sz = 0;
-    if (kp_btf_member_offset(path, "unix_sock", "peer", &off, &sz, &err) == KP_OK && off % 1) abort();
+    // Both readers: libbpf's full parse, and the stream kpeer uses on the
+    // kernel's own BTF. Where both answer, they must agree.
+    uint64_t off = 0, sz = 0, soff = 0, ssz = 0;
+    int full = kp_btf_member_offset(path, "unix_sock", "peer", &off, &sz, &err);
+    kp_error serr;
+    memset(&serr, 0, sizeof serr);
+    int rd = open(path, O_RDONLY | O_CLOEXEC);
+    int streamed = kp_btf_stream_member_offset(rd, "unix_sock", "peer", &soff, &ssz, &serr);
+    close(rd);
+    // Known, and documented in btf.c: the stream matches names by string
+    // offset, so BTF with a name stored twice (never the kernel's, whose
+    // strings are deduplicated) may send it to another struct.
+    if (full == KP_OK && streamed == KP_OK && (off != soff || sz != ssz) &&
+        !twice(data, size, "\0unix_sock\0", 11) && !twice(data, size, "\0peer\0", 6))
+        abort();
+    if (memchr(serr.message, 0, sizeof serr.message) == NULL || strchr(serr.message, '\n')) abort();
 #elif defined(FUZZ_DWARF)
     uint64_t off = 0, sz = 0;
     kp_dwarf_member_offset(path, "unix_sock", "peer", "af_unix.c", &off, &sz, &err);

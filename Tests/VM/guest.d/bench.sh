@@ -11,9 +11,9 @@
 bench_median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 bench_kcore_netlink() {
-    local sockets runs crowd_pid i ks ns r order m k n kr nr fails o
+    local sockets runs crowd_pid i ks ns r order m k n kr nr fails o c
     sockets=${BENCH_VM_SOCKETS:-2000}
-    runs=${BENCH_VM_RUNS:-5}
+    runs=${BENCH_VM_RUNS:-9}
     rm -f /tmp/bench.*
     crowd -w -n 20 -s "$sockets" < /dev/null > /tmp/bench.crowd 2>&1 &
     crowd_pid=$!
@@ -48,11 +48,14 @@ bench_kcore_netlink() {
         for m in $order; do
             crowd_measure kpeer --method "$m" --dump >> /tmp/bench.t.$m
         done
-        # Where kcore's time goes: the same with the offset given, so no
-        # BTF is parsed (PAHOLE_OFFSET is the host's pahole answer).
+        # Where kcore's time goes: the same with the offset given (nothing
+        # read to find it; PAHOLE_OFFSET is the host's pahole answer), and a
+        # first run, with no offset remembered, that reads BTF.
         if [ -n "${PAHOLE_OFFSET:-}" ]; then
             crowd_measure kpeer --method kcore --offset "$PAHOLE_OFFSET" --dump >> /tmp/bench.t.offset
         fi
+        rm -f /run/kpeer/offsets
+        crowd_measure kpeer --method kcore --dump >> /tmp/bench.t.cold
         r=$((r + 1))
     done
     kill "$crowd_pid" 2> /dev/null
@@ -62,10 +65,11 @@ bench_kcore_netlink() {
     kr=$(awk '{ print $2 }' /tmp/bench.t.kcore | bench_median)
     nr=$(awk '{ print $2 }' /tmp/bench.t.netlink | bench_median)
     o=$(awk '{ print $1 }' /tmp/bench.t.offset 2> /dev/null | bench_median)
+    c=$(awk '{ print $1 }' /tmp/bench.t.cold | bench_median)
     # Timed runs that did not exit 0 (the report marks them; not a failure).
     fails=$(cat /tmp/bench.t.* | awk '$3 != 0' | wc -l)
     echo "bench-vm sockets=$sockets lines=$(wc -l < /tmp/bench.kcore) runs=$runs kcore=$k netlink=$n" \
-        "ratio=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.3f", k / n }') kcore_rss_kb=$kr netlink_rss_kb=$nr kcore_offset=$o failed_runs=$fails"
+        "ratio=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.3f", k / n }') kcore_rss_kb=$kr netlink_rss_kb=$nr kcore_offset=$o kcore_first=$c failed_runs=$fails"
     echo "kcore runs:   $(awk '{ printf "%s ", $1 }' /tmp/bench.t.kcore)"
     echo "netlink runs: $(awk '{ printf "%s ", $1 }' /tmp/bench.t.netlink)"
     return 0

@@ -18,7 +18,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let (file, path) = (Scratch.file, Scratch.path)
     precondition(ftruncate(file, 0) == 0)
     if size > 0 { precondition(pwrite(file, data, size, 0) == size) }
-    guard let memory = try? KernelMemory(path: path, cacheBlocks: 4) else { return 0 }
+    guard let memory = try? KernelMemory(path: path) else { return 0 }
     for s in memory.segments.prefix(8) {
         // The first and last words of each segment, and one just past it.
         for a in [s.vaddr, s.vaddr &+ s.memsz &- 8, s.vaddr &+ s.memsz, s.vaddr &+ 4093] {
