@@ -61,8 +61,8 @@ public struct OffsetReport: Sendable {
         let memory = try KernelMemory(path: options.kcorePath)
         // Made even with INODE: it confirms the offset when the user's socket alone is ambiguous.
         let pair = try Calibration.Pair()
-        let owners = OwnerScan.scan(procRoot: options.procRoot)
-        let entries = try Resolver.readTables(owners: owners, procRoot: options.procRoot)
+        let entries = try Resolver.readTables(namespaces: NetNamespaces.all(procRoot: options.procRoot),
+                                              procRoot: options.procRoot)
         try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: "")).checkAddresses(entries)
         if let inode {
             guard let e = entries.first(where: { $0.inode == inode }) else {

@@ -15,6 +15,15 @@ public struct KcoreResolver {
     /// kept only when both addresses still name the same sockets afterwards.
     /// nil: the table is taken as current (a frozen core file).
     public var reread: (() throws(KPeerError) -> [UnixSocketEntry])?
+    /// Scans who holds which socket, after kernel memory has been read: a
+    /// socket whose inode some process still holds then was that socket at
+    /// its address the whole time (a unix_sock never moves, and inode
+    /// numbers come from a counter that does not wrap in milliseconds), so
+    /// its pointer needs no second table; nor does the peer of a held,
+    /// connected stream socket (below). Only when a judgement rests on any
+    /// other socket (a datagram target no one holds, a socket in flight, one
+    /// closed meanwhile) is `reread` called.
+    public var liveOwners: (() -> OwnerTable)?
 
     public init(memory: KernelMemory, offset: MemberOffset,
                 reread: (() throws(KPeerError) -> [UnixSocketEntry])? = nil) {
@@ -108,7 +117,29 @@ public struct KcoreResolver {
         // still names the same socket (inode; path for embryos, which have
         // none) held that socket the whole time, so what was read is its.
         var stable = [Bool](repeating: true, count: entries.count)
-        if let reread {
+        var tablesAgain = reread != nil
+        if let liveOwners {
+            let owners = liveOwners()
+            let held = entries.map { $0.inode != 0 && !owners.owners(of: $0.inode).isEmpty }
+            stable = held
+            // A held stream socket that the table showed connected holds a
+            // reference on its peer and never changes it, so whatever its
+            // pointer leads to is the socket the table listed there (an
+            // embryo, which no process holds, included).
+            for i in entries.indices where held[i] && entries[i].rawState == 3
+                && (entries[i].type == .stream || entries[i].type == .seqpacket) {
+                if let p = peerOf[i], p != 0, let j = index[p] { stable[j] = true }
+            }
+            // Does a judgement rest on a row neither held nor pinned?
+            var unsure = false
+            for i in entries.indices where !stable[i] {
+                if case .none = outcome[i] {} else { unsure = true }
+            }
+            for case .verified(let j) in outcome where !stable[j] { unsure = true }
+            for case .mismatched(let j) in outcome where !stable[j] { unsure = true }
+            tablesAgain = unsure && reread != nil
+        }
+        if tablesAgain, let reread {
             let now = try reread()
             // The kernel lists sockets in the same order both times, so the
             // next row is usually the one; the index is built only if not.

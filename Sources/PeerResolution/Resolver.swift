@@ -164,8 +164,12 @@ public enum Resolver {
         // Without symbols, calibrate on a pair of our own, which must be
         // open while the table is read.
         let pair = symbolic == nil ? try Calibration.Pair() : nil
-        let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot) }
-        let table = try Trace.phase("tables") { () throws(KPeerError) in try readTables(owners: owners, procRoot: options.procRoot) }
+        // Owners are scanned once memory is read (KcoreResolver.liveOwners);
+        // the tables need only the namespaces.
+        let namespaces = Trace.phase("namespaces") { NetNamespaces.all(procRoot: options.procRoot) }
+        let table = try Trace.phase("tables") { () throws(KPeerError) in
+            try readTables(namespaces: namespaces, procRoot: options.procRoot)
+        }
         // Hashed or zeroed addresses are an error first; then only rows whose
         // address is kernel memory count.
         try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
@@ -177,11 +181,21 @@ public enum Resolver {
         } else {
             offset = try Trace.phase("calibration") { () throws(KPeerError) in try Calibration.offset(memory: memory, pair: pair!, entries: entries) }
         }
-        // The tables again once memory is read: a socket freed meanwhile (its
-        // struct maybe reused) gives no link (KcoreResolver.reread).
+        // Once memory is read: the owners (a socket still held then was that
+        // socket all along), and the tables again only when a link rests on
+        // one that is not (KcoreResolver.liveOwners, .reread): a socket freed
+        // meanwhile, its struct maybe reused, gives no link.
+        let scanned = Scanned()
         func peerLinks(_ offset: MemberOffset) throws(KPeerError) -> (PeerLinks, KcoreResolver.Check) {
-            let resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
-                try Trace.phase("tables again") { () throws(KPeerError) in try readTables(owners: owners, procRoot: options.procRoot) }
+            var resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
+                try Trace.phase("tables again") { () throws(KPeerError) in
+                    try readTables(namespaces: namespaces, procRoot: options.procRoot)
+                }
+            }
+            resolver.liveOwners = {
+                let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot) }
+                scanned.owners = owners
+                return owners
             }
             return try Trace.phase("peer pointers") { () throws(KPeerError) in try resolver.links(entries) }
         }
@@ -200,9 +214,15 @@ public enum Resolver {
             options.offsetCache?.store(offset, buildID: buildID)
         }
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
+        let owners = scanned.owners ?? OwnerScan.scan(procRoot: options.procRoot)
         return Trace.phase("map") {
             PeerMap(entries: entries, owners: owners, links: found.links, method: .kcore, offset: offset, excluding: own)
         }
+    }
+
+    /// The owner scan made inside KcoreResolver.links, kept for the map.
+    final class Scanned {
+        var owners: OwnerTable?
     }
 
     /// The offset from --offset, --dwarf or --btf, in that order, if given.
@@ -223,12 +243,12 @@ public enum Resolver {
         return nil
     }
 
-    /// /proc/net/unix of every network namespace that holds sockets (and our
+    /// /proc/net/unix of every network namespace a process is in (and our
     /// own), read with real addresses visible.
-    static func readTables(owners: OwnerTable, procRoot: String) throws(KPeerError) -> [UnixSocketEntry] {
+    static func readTables(namespaces: [NetNamespace], procRoot: String) throws(KPeerError) -> [UnixSocketEntry] {
         let ownNS = Files.identity("\(procRoot)/self/ns/net")?.inode ?? 0
         var sources: [(ns: UInt64, path: String)] = [(ownNS, "\(procRoot)/self/net/unix")]
-        for ns in owners.namespaces where ns.inode != ownNS {
+        for ns in namespaces where ns.inode != ownNS {
             sources.append((ns.inode, "\(procRoot)/\(ns.pid)/net/unix"))
         }
         let (texts, _) = try KptrRestrict.withAddressesVisible { () throws(KPeerError) -> [(UInt64, [UInt8])] in

@@ -27,6 +27,24 @@ public struct NetNamespace: Hashable, Sendable, Comparable {
 /// enters it with setns(2) on a thread of its own, which then ends, so the
 /// rest of the process never changes namespace.
 public enum NetNamespaces {
+    /// Every network namespace a process is in, each with its lowest pid,
+    /// sorted by inode: one stat of /proc/PID/ns/net per process, for when
+    /// the namespaces are needed before the fd scan.
+    public static func all(procRoot: String = "/proc") -> [NetNamespace] {
+        let procFD = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard procFD >= 0 else { return [] }
+        defer { close(procFD) }
+        var lowest: [UInt64: Int32] = [:]
+        for pid in OwnerScan.listPids(procFD) {
+            var st = stat()
+            guard fstatat(procFD, "\(pid)/ns/net", &st, 0) == 0 else { continue }
+            let ns = UInt64(st.st_ino)
+            if let have = lowest[ns], have < pid { continue }
+            lowest[ns] = pid
+        }
+        return lowest.map { NetNamespace(inode: $0.key, pid: $0.value) }.sorted()
+    }
+
     /// kpeer's own network namespace (the main thread's), or nil when
     /// /proc does not say.
     public static func current(procRoot: String = "/proc") -> UInt64? {

@@ -19,6 +19,71 @@ struct KcoreReuseTests {
         return try r.links(w.entries)
     }
 
+    /// With the owner scan made after memory is read: the table is read
+    /// again only when a judgement rests on a socket no process holds.
+    func resolve(_ w: World, held: [UInt64], reread: [UnixSocketEntry]) throws
+        -> (links: PeerLinks, check: KcoreResolver.Check, rereads: Int) {
+        var r = KcoreResolver(memory: try w.memory(), offset: Self.offset)
+        let calls = Counter()
+        r.reread = { () throws(KPeerError) -> [UnixSocketEntry] in calls.n += 1; return reread }
+        r.liveOwners = {
+            var t = OwnerTable()
+            for (k, inode) in held.enumerated() { t.byInode[inode] = [Owner(pid: Int32(10 + k), name: "p", fd: 3)] }
+            return t
+        }
+        let (links, check) = try r.links(w.entries)
+        return (links, check, calls.n)
+    }
+
+    final class Counter { var n = 0 }
+
+    @Test func socketsStillHeldNeedNoSecondTable() throws {
+        let w = World()
+        anchor(w)
+        w.socket(0, inode: 100); w.socket(1, inode: 200)
+        w.point(0, to: 1); w.point(1, to: 0)
+        w.socket(2, inode: 300, state: 1)  // unconnected, held by no one: nothing rests on it
+        w.point(2, to: nil)
+        let r = try resolve(w, held: [1, 2, 100, 200], reread: [])
+        #expect(r.rereads == 0)
+        #expect(r.links.peer == [1: 2, 2: 1, 100: 200, 200: 100])
+        #expect(r.check.changed == 0)
+    }
+
+    /// The standard world (a pair, a pending client and its embryo, a
+    /// datagram pair, a closed peer) with every socket held: no second
+    /// table, and the links the frozen table gives. The embryo is no one's,
+    /// but its client is held and connected, so it is pinned. A datagram
+    /// target no one holds is not: that sends kpeer to the table again.
+    @Test func theEmbryoOfAHeldClientNeedsNoSecondTable() throws {
+        let w = KcoreResolverTests.standardWorld()
+        let (frozen, _) = try resolve(w, reread: nil)
+        let all = w.entries.map(\.inode).filter { $0 != 0 }
+        let r = try resolve(w, held: all, reread: w.entries)
+        #expect(r.rereads == 0)
+        #expect(r.links == frozen)
+        #expect(r.links.pendingOn[11] == 10)
+        let dgramTargetGone = try resolve(w, held: all.filter { $0 != 21 }, reread: w.entries)
+        #expect(dgramTargetGone.rereads == 1)
+        #expect(dgramTargetGone.links == frozen)
+    }
+
+    /// The reuse of aReusedSocketStructGivesNoLink, seen by the owner scan:
+    /// 100 and 200 are held by no one any more, so the table is read again,
+    /// and it shows their slots taken by 300 and 400.
+    @Test func aSocketNoLongerHeldSendsKpeerBackToTheTable() throws {
+        let w = World()
+        anchor(w)
+        w.socket(0, inode: 100); w.socket(1, inode: 200)
+        w.point(0, to: 1); w.point(1, to: 0)
+        var later = replacing(w.entries, slot: w.address(0), inode: 300)
+        later = replacing(later, slot: w.address(1), inode: 400)
+        let r = try resolve(w, held: [1, 2, 300, 400], reread: later)
+        #expect(r.rereads == 1)
+        #expect(r.links.peer == [1: 2, 2: 1])
+        #expect(r.check.changed == 2)
+    }
+
     /// A true pair 1↔2 that stays, so the self-check has something verified.
     func anchor(_ w: World) {
         w.socket(40, inode: 1); w.socket(41, inode: 2)
