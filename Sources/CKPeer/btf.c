@@ -207,18 +207,20 @@ out:
 
 int kp_btf_member_offset(const char *path, const char *type, const char *member,
                          uint64_t *offset, uint64_t *struct_size, kp_error *err) {
-    // The kernel's own BTF (on sysfs), which it checked when it booted, is
-    // streamed; any other file, and any doubt, goes to libbpf.
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0) {
-        struct statfs fs;
-        struct stat st;
-        if (fstatfs(fd, &fs) == 0 && fs.f_type == SYSFS_MAGIC && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-            kp_btf_stream_member_offset(fd, type, member, offset, struct_size, NULL) == KP_OK) {
+    // The kernel's own BTF, which it checked when it booted, is streamed:
+    // /sys/kernel/btf/vmlinux on sysfs, never a module's split BTF beside it
+    // (its name offsets continue vmlinux's). Any other file, and any doubt,
+    // goes to libbpf. stat first: opening some devices has side effects.
+    struct stat st;
+    if (strcmp(path, "/sys/kernel/btf/vmlinux") == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0) {
+            struct statfs fs;
+            int ok = fstatfs(fd, &fs) == 0 && fs.f_type == SYSFS_MAGIC &&
+                     kp_btf_stream_member_offset(fd, type, member, offset, struct_size, NULL) == KP_OK;
             close(fd);
-            return KP_OK;
+            if (ok) return KP_OK;
         }
-        close(fd);
     }
     return kp_btf_member_offset_libbpf(path, type, member, offset, struct_size, err);
 }

@@ -102,24 +102,39 @@ static void on_signal(int sig) {
 // raise and restore are measurable in a VM. While kptr_restrict is not
 // raised the handler only hands the signal back (below).
 static int handlers_installed = 0;
+// Signals the guard covers: the first install decides, and one handed back
+// to a handler that returned (on_signal) is covered again at the next raise.
+static int eligible[NSIGS];
 
-static void install_handlers(void) {
-    if (handlers_installed) return;
-    handlers_installed = 1;
+static void guard(int sig) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_ONSTACK;  // a stack overflow must still reach it
     sigfillset(&sa.sa_mask);
+    if (sigaction(sig, &sa, &previous_actions[sig]) == 0) guarded[sig] = 1;
+}
+
+static void install_handlers(void) {
+    if (handlers_installed) {
+        for (int sig = 1; sig < NSIGS; sig++)
+            if (eligible[sig] && !guarded[sig]) guard(sig);
+        return;
+    }
+    handlers_installed = 1;
     for (int sig = 1; sig < NSIGS && sig <= SIGRTMAX; sig++) {
         // glibc keeps a few real-time signals for itself (EINVAL here).
-        if (!ends_process(sig) || sigaction(sig, &sa, &previous_actions[sig]) != 0) continue;
-        guarded[sig] = 1;
+        if (!ends_process(sig)) continue;
+        guard(sig);
+        if (!guarded[sig]) continue;
         // An ignored signal cannot end the run: leave it ignored, rather
         // than lower kptr_restrict and carry on with hashed addresses.
         if (previous_actions[sig].sa_handler == SIG_IGN) {
             sigaction(sig, &previous_actions[sig], NULL);
             guarded[sig] = 0;
+            continue;
         }
+        eligible[sig] = 1;
     }
 }
 

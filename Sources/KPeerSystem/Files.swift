@@ -72,6 +72,7 @@ public enum Files {
             mkdir(String(path[..<slash]), directoryMode)  // EEXIST is fine
         }
         let temp = "\(path).\(getpid())"
+        unlink(temp)  // left by a run of the same pid that died midway
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { return false }
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

@@ -19,8 +19,8 @@ public struct KcoreResolver {
     /// socket whose inode some process still holds then was that socket at
     /// its address the whole time (a unix_sock never moves, and inode
     /// numbers come from a counter that does not wrap in milliseconds), so
-    /// its pointer needs no second table; nor does the peer of a held,
-    /// connected stream socket (below). Only when a judgement rests on any
+    /// its pointer needs no second table; nor does, with care, the peer of a
+    /// held, connected stream socket (below). Only when a judgement rests on any
     /// other socket (a datagram target no one holds, a socket in flight, one
     /// closed meanwhile) is `reread` called.
     public var liveOwners: (() -> OwnerTable)?
@@ -123,12 +123,18 @@ public struct KcoreResolver {
             let held = entries.map { $0.inode != 0 && !owners.owners(of: $0.inode).isEmpty }
             stable = held
             // A held stream socket that the table showed connected holds a
-            // reference on its peer and never changes it, so whatever its
-            // pointer leads to is the socket the table listed there (an
-            // embryo, which no process holds, included).
+            // reference on its peer and never changes it: from the moment
+            // its row was printed, its peer's address held that peer. So the
+            // peer's row describes it (an embryo, which no process holds,
+            // included) if it was printed later (the table is read over
+            // time, and an earlier row at that address may be of a socket
+            // freed since), and if the peer still points back (one that
+            // closed meanwhile has NULLed its own pointer).
             for i in entries.indices where held[i] && entries[i].rawState == 3
                 && (entries[i].type == .stream || entries[i].type == .seqpacket) {
-                if let p = peerOf[i], p != 0, let j = index[p] { stable[j] = true }
+                if let p = peerOf[i], p != 0, let j = index[p], j > i, peerOf[j] == entries[i].address {
+                    stable[j] = true
+                }
             }
             // Does a judgement rest on a row neither held nor pinned?
             var unsure = false

@@ -68,6 +68,55 @@ struct KcoreReuseTests {
         #expect(dgramTargetGone.links == frozen)
     }
 
+    /// 100↔200 listed connected; 200 closes before memory is read (it NULLs
+    /// its own pointer and leaves the table; 100's reference keeps the
+    /// struct). 100 is still held: 200 must not count as pinned, or a right
+    /// offset fails the self-check. Found in review.
+    @Test func aPeerClosedMeanwhileIsNotPinned() throws {
+        let w = World()
+        anchor(w)
+        for k in 0..<3 {
+            w.socket(10 + 2 * k, inode: UInt64(700 + 2 * k)); w.socket(11 + 2 * k, inode: UInt64(701 + 2 * k))
+            w.point(10 + 2 * k, to: 11 + 2 * k); w.point(11 + 2 * k, to: nil)  // the peer released
+        }
+        let later = w.entries.filter { $0.inode < 700 || $0.inode % 2 == 0 }
+        let r = try resolve(w, held: [1, 2, 700, 702, 704], reread: later)
+        #expect(r.rereads == 1)
+        #expect(r.check.failed == 0)
+        #expect(r.links.peer == [1: 2, 2: 1])
+    }
+
+    /// The table is printed over time. Slot 4's row, printed before client
+    /// 11's, is an embryo queued on /run/a that was accepted and freed; 11
+    /// then connected to /run/b and its embryo took slot 4. Memory shows 11 ↔
+    /// slot 4: pinning slot 4 would put 11 in /run/a's queue. Only a peer row
+    /// printed after its pinner's may be pinned. Found in review.
+    @Test func aPeerRowPrintedBeforeItsPinnerIsNotTrusted() throws {
+        let w = World()
+        anchor(w)
+        w.socket(2, inode: 10, listening: true, path: "/run/a")
+        w.socket(5, inode: 12, listening: true, path: "/run/b")
+        w.socket(4, inode: 0, path: "/run/a")  // printed first: the old embryo
+        w.socket(3, inode: 11)                 // printed later, connected
+        w.point(3, to: 4); w.point(4, to: 3)
+        var later = w.entries
+        let i = try #require(later.firstIndex { $0.address == w.address(4) })
+        later[i].path = SocketPath(bytes: Array("/run/b".utf8), isAbstract: false)
+        let r = try resolve(w, held: [1, 2, 10, 11, 12], reread: later)
+        #expect(r.rereads == 1)
+        #expect(r.links.pendingOn[11] == nil)
+        // Printed the other way round, the embryo row is the one 11 pins.
+        let v = World()
+        anchor(v)
+        v.socket(2, inode: 10, listening: true, path: "/run/a")
+        v.socket(3, inode: 11)
+        v.socket(4, inode: 0, path: "/run/a")
+        v.point(3, to: 4); v.point(4, to: 3)
+        let pinned = try resolve(v, held: [1, 2, 10, 11], reread: [])
+        #expect(pinned.rereads == 0)
+        #expect(pinned.links.pendingOn[11] == 10)
+    }
+
     /// The reuse of aReusedSocketStructGivesNoLink, seen by the owner scan:
     /// 100 and 200 are held by no one any more, so the table is read again,
     /// and it shows their slots taken by 300 and 400.
