@@ -131,10 +131,11 @@ static long record_extra(const struct btf_type *t) {
     }
 }
 
-int kp_btf_stream_member_offset(int fd, const char *type, const char *member,
-                                uint64_t *offset, uint64_t *struct_size, kp_error *err) {
+int kp_btf_stream_member_offsets(int fd, const char *type, const char *member, const char *also,
+                                 uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err) {
     *offset = 0;
     *struct_size = 0;
+    if (also_offset) *also_offset = UINT64_MAX;
     struct btf_header h;
     if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || h.magic != BTF_MAGIC || h.version != BTF_VERSION ||
         h.hdr_len < sizeof h || h.hdr_len > 4096)
@@ -156,6 +157,8 @@ int kp_btf_stream_member_offset(int fd, const char *type, const char *member,
     uint32_t type_name = find_string(&strs, type, &scanned);
     scanned = 0;
     uint32_t member_name = type_name ? find_string(&strs, member, &scanned) : 0;
+    scanned = 0;
+    uint32_t also_name = type_name && member_name && also && also_offset ? find_string(&strs, also, &scanned) : 0;
     if (!type_name || !member_name) {
         rc = kp_fail(err, KP_ENOTYPE, 0, "no string %s", type_name ? member : type);
         goto out;
@@ -181,6 +184,11 @@ int kp_btf_stream_member_offset(int fd, const char *type, const char *member,
             // The first struct of that name, as btf__find_by_name_kind takes.
             // Only direct members: anything else is libbpf's to find.
             const struct btf_member *m = btf_members(t);
+            for (__u16 i = 0; also_name && i < btf_vlen(t); i++) {
+                __u32 bits = btf_member_bit_offset(t, i);
+                if (m[i].name_off == also_name && bits % 8 == 0 && !btf_member_bitfield_size(t, i))
+                    *also_offset = bits / 8;
+            }
             for (__u16 i = 0; i < btf_vlen(t); i++) {
                 if (m[i].name_off != member_name) continue;
                 __u32 bits = btf_member_bit_offset(t, i);
@@ -205,8 +213,26 @@ out:
     return rc;
 }
 
+int kp_btf_stream_member_offset(int fd, const char *type, const char *member,
+                                uint64_t *offset, uint64_t *struct_size, kp_error *err) {
+    return kp_btf_stream_member_offsets(fd, type, member, NULL, offset, NULL, struct_size, err);
+}
+
+static int libbpf_member_offsets(const char *path, const char *type, const char *member, const char *also,
+                                 uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err);
+
 int kp_btf_member_offset(const char *path, const char *type, const char *member,
                          uint64_t *offset, uint64_t *struct_size, kp_error *err) {
+    return kp_btf_member_offsets(path, type, member, NULL, offset, NULL, struct_size, err);
+}
+
+int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *member,
+                                uint64_t *offset, uint64_t *struct_size, kp_error *err) {
+    return libbpf_member_offsets(path, type, member, NULL, offset, NULL, struct_size, err);
+}
+
+int kp_btf_member_offsets(const char *path, const char *type, const char *member, const char *also,
+                          uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err) {
     // The kernel's own BTF, which it checked when it booted, is streamed:
     // /sys/kernel/btf/vmlinux on sysfs, never a module's split BTF beside it
     // (its name offsets continue vmlinux's). Any other file, and any doubt,
@@ -217,18 +243,19 @@ int kp_btf_member_offset(const char *path, const char *type, const char *member,
         if (fd >= 0) {
             struct statfs fs;
             int ok = fstatfs(fd, &fs) == 0 && fs.f_type == SYSFS_MAGIC &&
-                     kp_btf_stream_member_offset(fd, type, member, offset, struct_size, NULL) == KP_OK;
+                     kp_btf_stream_member_offsets(fd, type, member, also, offset, also_offset, struct_size, NULL) == KP_OK;
             close(fd);
             if (ok) return KP_OK;
         }
     }
-    return kp_btf_member_offset_libbpf(path, type, member, offset, struct_size, err);
+    return libbpf_member_offsets(path, type, member, also, offset, also_offset, struct_size, err);
 }
 
-int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *member,
-                         uint64_t *offset, uint64_t *struct_size, kp_error *err) {
+static int libbpf_member_offsets(const char *path, const char *type, const char *member, const char *also,
+                                 uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err) {
     *offset = 0;
     *struct_size = 0;
+    if (also_offset) *also_offset = UINT64_MAX;
     libbpf_set_print(quiet);
     if (access(path, R_OK) != 0)
         return kp_fail(err, KP_EIO, errno, "cannot read %s: %s", path, strerror(errno));
@@ -263,6 +290,9 @@ int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *
     }
     *offset = bits / 8;
     *struct_size = t->size;
+    uint64_t also_bits = 0;
+    if (also && also_offset && find_member(btf, t, also, 0, &also_bits, 0) && also_bits % 8 == 0)
+        *also_offset = also_bits / 8;
     btf__free(btf);
     return KP_OK;
 }

@@ -116,6 +116,7 @@ public struct KcoreResolver {
         // The table again, now that memory has been read: an address that
         // still names the same socket (inode; path for embryos, which have
         // none) held that socket the whole time, so what was read is its.
+        let listeners = Self.listenersByPath(entries)
         var stable = [Bool](repeating: true, count: entries.count)
         var tablesAgain = reread != nil
         if let liveOwners {
@@ -130,9 +131,22 @@ public struct KcoreResolver {
             // time, and an earlier row at that address may be of a socket
             // freed since), and if the peer still points back (one that
             // closed meanwhile has NULLed its own pointer).
+            // An embryo row printed earlier is trusted when memory shows the
+            // embryo now shares a held listener's `addr` (what an embryo
+            // inherits from the listener it was made for): the row's path
+            // then names the listener it waits on.
+            func waitsOnHeldListener(_ j: Int) -> Bool {
+                let e = entries[j]
+                guard e.inode == 0, let path = e.path, let addr = offset.addrOffset,
+                      let l = listeners[ListenerKey(netns: e.netns, path: path)] ?? nil, held[l],
+                      let mine = try? memory.readWord(e.address &+ UInt64(addr)), mine != 0,
+                      let theirs = try? memory.readWord(entries[l].address &+ UInt64(addr)) else { return false }
+                return mine == theirs
+            }
             for i in entries.indices where held[i] && entries[i].rawState == 3
                 && (entries[i].type == .stream || entries[i].type == .seqpacket) {
-                if let p = peerOf[i], p != 0, let j = index[p], j > i, peerOf[j] == entries[i].address {
+                if let p = peerOf[i], p != 0, let j = index[p], peerOf[j] == entries[i].address,
+                   j > i || waitsOnHeldListener(j) {
                     stable[j] = true
                 }
             }
@@ -170,7 +184,6 @@ public struct KcoreResolver {
         var check = Check()
         var links = PeerLinks()
         links.peer.reserveCapacity(entries.count)
-        let listeners = Self.listenersByPath(entries)
         for i in entries.indices {
             let e = entries[i]
             if case .none = outcome[i] { continue }
@@ -193,7 +206,7 @@ public struct KcoreResolver {
                 if t.inode != 0 {
                     links.peer[e.inode] = t.inode
                 } else if let path = t.path, let listener = listeners[ListenerKey(netns: t.netns, path: path)] ?? nil {
-                    links.pendingOn[e.inode] = listener
+                    links.pendingOn[e.inode] = entries[listener].inode
                 } else {
                     check.unattributed += 1
                 }
@@ -218,13 +231,14 @@ public struct KcoreResolver {
     /// An embryo (a connection not accepted yet) carries its listener's
     /// address: it belongs to the one listener bound to that path in its
     /// network namespace. Two listeners on one path (a path unlinked and
-    /// bound again) map to nil: no answer rather than a guess.
-    static func listenersByPath(_ entries: [UnixSocketEntry]) -> [ListenerKey: UInt64?] {
-        var out: [ListenerKey: UInt64?] = [:]
-        for e in entries where e.isListening && e.inode != 0 {
+    /// bound again) map to nil: no answer rather than a guess. Values are
+    /// rows of `entries`.
+    static func listenersByPath(_ entries: [UnixSocketEntry]) -> [ListenerKey: Int?] {
+        var out: [ListenerKey: Int?] = [:]
+        for (row, e) in entries.enumerated() where e.isListening && e.inode != 0 {
             guard let path = e.path else { continue }
             let key = ListenerKey(netns: e.netns, path: path)
-            out[key] = out[key] == nil ? .some(e.inode) : .some(nil)
+            out[key] = out[key] == nil ? .some(row) : .some(nil)
         }
         return out
     }

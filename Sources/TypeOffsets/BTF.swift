@@ -6,13 +6,16 @@ import KPeerSystem
 public enum BTF {
     public static let defaultPath = "/sys/kernel/btf/vmlinux"
 
+    /// The offset of `member`, and of `also` (unix_sock.addr) from the same read.
     public static func memberOffset(path: String = defaultPath, type: String = UnixSockPeer.type,
-                                    member: String = UnixSockPeer.member) throws(KPeerError) -> MemberOffset {
-        var offset: UInt64 = 0, size: UInt64 = 0
+                                    member: String = UnixSockPeer.member,
+                                    also: String? = UnixSockPeer.addrMember) throws(KPeerError) -> MemberOffset {
+        var offset: UInt64 = 0, size: UInt64 = 0, alsoOffset = UInt64.max
         var err = kp_error()
-        if kp_btf_member_offset(path, type, member, &offset, &size, &err) != 0 {
+        if kp_btf_member_offsets(path, type, member, also, &offset, &alsoOffset, &size, &err) != 0 {
             throw KPeerError(err, fix: "give --btf a BTF file such as /sys/kernel/btf/vmlinux, or use --dwarf or calibration")
         }
-        return MemberOffset(value: Int(offset), structSize: Int(size), source: .btf, origin: path)
+        let addr = alsoOffset < UInt64(UnixSockPeer.plausibleRange.upperBound) ? Int(alsoOffset) : nil
+        return MemberOffset(value: Int(offset), structSize: Int(size), source: .btf, origin: path, addrOffset: addr)
     }
 }

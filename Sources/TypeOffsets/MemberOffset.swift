@@ -18,13 +18,19 @@ public struct MemberOffset: Sendable, Equatable {
     public var origin: String
     /// Read from OffsetCache, not from `origin` itself on this run.
     public var remembered: Bool
+    /// offsetof(struct unix_sock, addr), when the same source gave it (BTF
+    /// does): an embryo shares its listener's `addr`, which lets kpeer tell
+    /// in memory which listener it waits on.
+    public var addrOffset: Int?
 
-    public init(value: Int, structSize: Int? = nil, source: OffsetSource, origin: String, remembered: Bool = false) {
+    public init(value: Int, structSize: Int? = nil, source: OffsetSource, origin: String, remembered: Bool = false,
+                addrOffset: Int? = nil) {
         self.value = value
         self.structSize = structSize
         self.source = source
         self.origin = origin
         self.remembered = remembered
+        self.addrOffset = addrOffset
     }
 
     /// `origin`, saying so when it was remembered from an earlier run.
@@ -37,6 +43,8 @@ public struct MemberOffset: Sendable, Equatable {
 public enum UnixSockPeer {
     public static let type = "unix_sock"
     public static let member = "peer"
+    /// `struct unix_address *addr`, shared by a listener and its embryos.
+    public static let addrMember = "addr"
     /// The CU that defines unix_sock in full; searched first in a vmlinux.
     public static let compileUnit = "net/unix/af_unix.c"
     /// unix_sock is about 1 KiB; an offset beyond this is not a peer pointer.

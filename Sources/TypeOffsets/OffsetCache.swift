@@ -8,7 +8,8 @@ import KPeerSystem
 /// is remembered goes at reboot; a remembered offset still passes the
 /// self-check on every run, and one that fails it is forgotten.
 ///
-/// One line: `BUILD-ID unix_sock.peer OFFSET SIZE|- SOURCE ORIGIN`.
+/// One line: `BUILD-ID unix_sock.peer OFFSET SIZE|- ADDR|- SOURCE ORIGIN`
+/// (ADDR: offsetof(unix_sock, addr)).
 public struct OffsetCache: Sendable {
     public static let defaultPath = "/run/kpeer/offsets"
     public var path: String
@@ -32,18 +33,22 @@ public struct OffsetCache: Sendable {
     static func parse(_ bytes: [UInt8], buildID: [UInt8]) -> MemberOffset? {
         guard bytes.last == 0x0A else { return nil }
         let line = String(decoding: bytes.dropLast(), as: UTF8.self)
-        let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: false).map(String.init)
-        guard f.count == 6, f[0] == BuildID.hex(buildID), f[1] == "\(UnixSockPeer.type).\(UnixSockPeer.member)",
+        let f = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: false).map(String.init)
+        guard f.count == 7, f[0] == BuildID.hex(buildID), f[1] == "\(UnixSockPeer.type).\(UnixSockPeer.member)",
               let value = Int(f[2]), UnixSockPeer.plausibleRange.contains(value), value % 8 == 0,
-              let source = OffsetSource(rawValue: f[4]), source == .btf || source == .dwarf, !f[5].isEmpty
+              let source = OffsetSource(rawValue: f[5]), source == .btf || source == .dwarf, !f[6].isEmpty
         else { return nil }
-        let size = Int(f[3])
-        guard f[3] == "-" || (size.map { $0 > value } ?? false) else { return nil }
-        return MemberOffset(value: value, structSize: size, source: source, origin: f[5], remembered: true)
+        let size = Int(f[3]), addr = Int(f[4])
+        guard f[3] == "-" || (size.map { $0 > value } ?? false),
+              f[4] == "-" || (addr.map { $0 >= 0 && $0 % 8 == 0 && $0 != value && $0 < (size ?? Int.max) } ?? false)
+        else { return nil }
+        return MemberOffset(value: value, structSize: size, source: source, origin: f[6], remembered: true,
+                            addrOffset: addr)
     }
 
     static func line(_ o: MemberOffset, buildID: [UInt8]) -> String {
-        "\(BuildID.hex(buildID)) \(UnixSockPeer.type).\(UnixSockPeer.member) \(o.value) \(o.structSize.map(String.init) ?? "-") \(o.source.rawValue) \(o.origin)\n"
+        let size = o.structSize.map(String.init) ?? "-", addr = o.addrOffset.map(String.init) ?? "-"
+        return "\(BuildID.hex(buildID)) \(UnixSockPeer.type).\(UnixSockPeer.member) \(o.value) \(size) \(addr) \(o.source.rawValue) \(o.origin)\n"
     }
 
     /// Remembers an offset read from symbols (never a calibrated or

@@ -117,6 +117,49 @@ struct KcoreReuseTests {
         #expect(pinned.links.pendingOn[11] == 10)
     }
 
+    /// An embryo row printed before its client's is trusted when memory
+    /// shows it shares its listener's `addr` (the offset BTF gives with the
+    /// peer's); not when it shares another listener's, nor without the offset.
+    @Test func anEarlierEmbryoRowIsTrustedWhenItSharesItsListenersAddr() throws {
+        let addr = 8
+        let offset = MemberOffset(value: KcoreResolverTests.peerOffset, source: .btf, origin: "test", addrOffset: addr)
+        func world(embryoAddr: UInt64) -> World {
+            let w = World()
+            anchor(w)
+            w.socket(2, inode: 10, listening: true, path: "/run/a")
+            w.socket(5, inode: 12, listening: true, path: "/run/b")
+            w.socket(4, inode: 0, path: "/run/a")  // printed before its client
+            w.socket(3, inode: 11)
+            w.point(3, to: 4); w.point(4, to: 3)
+            w.core.poke(w.address(2) + UInt64(addr), 0xffff_8880_1234_0000)  // /run/a's unix_address
+            w.core.poke(w.address(5) + UInt64(addr), 0xffff_8880_5678_0000)  // /run/b's
+            w.core.poke(w.address(4) + UInt64(addr), embryoAddr)
+            return w
+        }
+        func run(_ w: World, _ o: MemberOffset) throws -> (PeerLinks, Int) {
+            var r = KcoreResolver(memory: try w.memory(), offset: o)
+            let calls = Counter()
+            r.reread = { () throws(KPeerError) -> [UnixSocketEntry] in calls.n += 1; return w.entries }
+            r.liveOwners = {
+                var t = OwnerTable()
+                for (k, inode) in [UInt64(1), 2, 10, 11, 12].enumerated() {
+                    t.byInode[inode] = [Owner(pid: Int32(10 + k), name: "p", fd: 3)]
+                }
+                return t
+            }
+            let (links, _) = try r.links(w.entries)
+            return (links, calls.n)
+        }
+        let same = try run(world(embryoAddr: 0xffff_8880_1234_0000), offset)
+        #expect(same.1 == 0)
+        #expect(same.0.pendingOn[11] == 10)
+        let other = try run(world(embryoAddr: 0xffff_8880_5678_0000), offset)  // the row is stale
+        #expect(other.1 == 1)
+        var noAddr = offset
+        noAddr.addrOffset = nil
+        #expect(try run(world(embryoAddr: 0xffff_8880_1234_0000), noAddr).1 == 1)
+    }
+
     /// The reuse of aReusedSocketStructGivesNoLink, seen by the owner scan:
     /// 100 and 200 are held by no one any more, so the table is read again,
     /// and it shows their slots taken by 300 and 400.

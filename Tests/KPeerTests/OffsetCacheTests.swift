@@ -15,7 +15,7 @@ struct OffsetCacheTests {
     func whatIsStoredComesBackForTheSameBuildOnly() throws {
         let c = Self.cache()
         #expect(c.lookup(buildID: Self.build) == nil)
-        let o = MemberOffset(value: 864, structSize: 1024, source: .btf, origin: "/sys/kernel/btf/vmlinux")
+        let o = MemberOffset(value: 864, structSize: 1024, source: .btf, origin: "/sys/kernel/btf/vmlinux", addrOffset: 776)
         c.store(o, buildID: Self.build)
         var back = try #require(c.lookup(buildID: Self.build))
         #expect(back.remembered)
@@ -48,18 +48,21 @@ struct OffsetCacheTests {
     func doubtfulFilesAreNotBelieved() throws {
         let c = Self.cache()
         let hex = BuildID.hex(Self.build)
-        let bad = ["\(hex) unix_sock.peer 12 1024 btf x\n",       // not a multiple of 8
-                   "\(hex) unix_sock.peer 100000 - btf x\n",      // implausible
-                   "\(hex) unix_sock.peer 864 800 btf x\n",       // struct smaller than the offset
-                   "\(hex) unix_sock.peer 864 1024 calibration x\n",
-                   "\(hex) unix_sock.sk 864 1024 btf x\n",
-                   "\(hex) unix_sock.peer 864 1024 btf x",        // no newline: cut short
-                   "\(hex) unix_sock.peer 864 1024 btf\n", ""]
+        let bad = ["\(hex) unix_sock.peer 12 1024 776 btf x\n",       // not a multiple of 8
+                   "\(hex) unix_sock.peer 100000 - - btf x\n",        // implausible
+                   "\(hex) unix_sock.peer 864 800 776 btf x\n",       // struct smaller than the offset
+                   "\(hex) unix_sock.peer 864 1024 864 btf x\n",      // addr where peer is
+                   "\(hex) unix_sock.peer 864 1024 2000 btf x\n",     // addr outside the struct
+                   "\(hex) unix_sock.peer 864 1024 776 calibration x\n",
+                   "\(hex) unix_sock.sk 864 1024 776 btf x\n",
+                   "\(hex) unix_sock.peer 864 1024 776 btf x",        // no newline: cut short
+                   "\(hex) unix_sock.peer 864 1024 btf x\n",          // the old format
+                   "\(hex) unix_sock.peer 864 1024 776 btf\n", ""]
         for text in bad {
             #expect(Files.replace(c.path, with: Array(text.utf8)))
             #expect(c.lookup(buildID: Self.build) == nil, "\(text)")
         }
-        #expect(Files.replace(c.path, with: Array("\(hex) unix_sock.peer 864 1024 btf x\n".utf8)))
+        #expect(Files.replace(c.path, with: Array("\(hex) unix_sock.peer 864 1024 - btf x\n".utf8)))
         #expect(c.lookup(buildID: Self.build)?.value == 864)
         chmod(c.path, 0o664)  // group-writable
         #expect(c.lookup(buildID: Self.build) == nil)

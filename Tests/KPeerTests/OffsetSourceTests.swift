@@ -107,6 +107,7 @@ struct BTFTests {
     func agreesWithPahole() throws {
         let offset = try BTF.memberOffset()
         #expect(offset.value == (try Self.paholeOffset("peer")))
+        #expect(offset.addrOffset == (try Self.paholeOffset("addr")))
         #expect(offset.source == .btf)
         #expect((offset.structSize ?? 0) > offset.value)
     }

@@ -17,6 +17,7 @@ ap.add_argument("log")
 ap.add_argument("--kernel", required=True)
 ap.add_argument("--package", default="")
 ap.add_argument("--pahole", type=int, required=True)
+ap.add_argument("--pahole-addr", type=int, required=True, help="offsetof(unix_sock, addr) by pahole")
 ap.add_argument("--tally", help="write 'PASSED FAILED' here")
 args = ap.parse_args()
 
@@ -123,7 +124,7 @@ if r:
 def cache_fields(rid):
     r = run(rid)
     ls = lines(r["out"]) if r else []
-    return ls[-1].split(" ", 5) if ls else []
+    return ls[-1].split(" ", 6) if ls else []
 
 
 def remembered(rid):
@@ -133,7 +134,8 @@ def remembered(rid):
 
 f = cache_fields("cache_written")
 check("cache: the BTF offset is remembered under the build-id",
-      len(f) == 6 and f[1] == "unix_sock.peer" and f[2] == str(args.pahole) and f[4] == "btf"
+      len(f) == 7 and f[1] == "unix_sock.peer" and f[2] == str(args.pahole) and f[5] == "btf"
+      and f[4] == str(args.pahole_addr)
       and re.fullmatch(r"[0-9a-f]{40}", f[0]) is not None, " ".join(f))
 check("cache: the first run read BTF itself", run("dump_auto_v") is not None and not remembered("dump_auto_v"),
       runs.get("dump_auto_v", {}).get("err", "").strip())
@@ -142,7 +144,7 @@ check("cache: a wrong remembered offset is not used (BTF read again)",
       run("dump_cache_wrong_v") is not None and "from btf" in runs["dump_cache_wrong_v"]["err"]
       and not remembered("dump_cache_wrong_v"), runs.get("dump_cache_wrong_v", {}).get("err", "").strip())
 f = cache_fields("cache_healed")
-check("cache: ... and replaced by the right one", len(f) == 6 and f[2] == str(args.pahole), " ".join(f))
+check("cache: ... and replaced by the right one", len(f) == 7 and f[2] == str(args.pahole), " ".join(f))
 check("cache: a file anyone may write is not believed",
       run("dump_cache_writable_v") is not None and not remembered("dump_cache_writable_v"),
       runs.get("dump_cache_writable_v", {}).get("err", "").strip())

@@ -86,8 +86,8 @@ fetch() {
 }
 
 # Host truth for the offset: pahole on the very vmlinux the guest gets.
-pahole_offset() {
-    pahole -C unix_sock "$1" | awk '$NF == "*/" && /[ *]peer;/ { for (i = 1; i <= NF; i++) if ($i == "/*") { print $(i + 1); exit } }'
+pahole_offset() {  # VMLINUX [MEMBER]
+    pahole -C unix_sock "$1" | awk -v m="${2:-peer}" '$NF == "*/" && $0 ~ "[ *]" m ";" { for (i = 1; i <= NF; i++) if ($i == "/*") { print $(i + 1); exit } }'
 }
 
 # Fixture, static, built once; so is every helper in guest.d/ (churn, crowd).
@@ -121,6 +121,7 @@ for k in $KERNELS; do
     t_fetch=$(since "$t0")
 
     off=$(pahole_offset "$dir/vmlinux")
+    addr_off=$(pahole_offset "$dir/vmlinux" addr)
     [ -n "$off" ] || die "$pkg: pahole found no unix_sock.peer in $dir/vmlinux"
 
     # Another build's vmlinux for the refusal test: the next kernel in the
@@ -180,7 +181,7 @@ EOF
     [ $qemu_status = 124 ] && say "$pkg: the VM did not finish in ${VM_TIMEOUT}s"
 
     set +e
-    python3 "$here/check.py" --kernel "$k" --package "$pkg" --pahole "$off" \
+    python3 "$here/check.py" --kernel "$k" --package "$pkg" --pahole "$off" --pahole-addr "${addr_off:--1}" \
         --tally "$work/tally-$k" "$log"
     status=$?
     set -e

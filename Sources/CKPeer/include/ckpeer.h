@@ -64,6 +64,10 @@ int kp_dwarf_member_offset(const char *path, const char *type, const char *membe
 // whatever the stream cannot settle, is libbpf's full parse.
 int kp_btf_member_offset(const char *path, const char *type, const char *member,
                          uint64_t *offset, uint64_t *struct_size, kp_error *err);
+// The same, and the offset of a second member `also` of the struct from the
+// same read (*also_offset is UINT64_MAX when it has none; never an error).
+int kp_btf_member_offsets(const char *path, const char *type, const char *member, const char *also,
+                          uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err);
 // libbpf alone: btf__parse, then the struct and member, anonymous members included.
 int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *member,
                                 uint64_t *offset, uint64_t *struct_size, kp_error *err);
@@ -71,6 +75,8 @@ int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *
 // direct member `member` it must be. Checks only what it reads.
 int kp_btf_stream_member_offset(int fd, const char *type, const char *member,
                                 uint64_t *offset, uint64_t *struct_size, kp_error *err);
+int kp_btf_stream_member_offsets(int fd, const char *type, const char *member, const char *also,
+                                 uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err);
 
 // kernel.kptr_restrict: raise 0 → 1 so /proc/net/unix shows real addresses
 // to root, and put it back. While raised, every signal whose default action

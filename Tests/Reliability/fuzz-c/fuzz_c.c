@@ -53,18 +53,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #elif defined(FUZZ_BTF)
     // Both readers: libbpf's full parse, and the stream kpeer uses on the
     // kernel's own BTF. Where both answer, they must agree.
-    uint64_t off = 0, sz = 0, soff = 0, ssz = 0;
-    int full = kp_btf_member_offset(path, "unix_sock", "peer", &off, &sz, &err);
+    uint64_t off = 0, sz = 0, soff = 0, ssz = 0, aoff = 0, saoff = 0;
+    int full = kp_btf_member_offsets(path, "unix_sock", "peer", "addr", &off, &aoff, &sz, &err);
     kp_error serr;
     memset(&serr, 0, sizeof serr);
     int rd = open(path, O_RDONLY | O_CLOEXEC);
-    int streamed = kp_btf_stream_member_offset(rd, "unix_sock", "peer", &soff, &ssz, &serr);
+    int streamed = kp_btf_stream_member_offsets(rd, "unix_sock", "peer", "addr", &soff, &saoff, &ssz, &serr);
     close(rd);
     // Known, and documented in btf.c: the stream matches names by string
     // offset, so BTF with a name stored twice (never the kernel's, whose
     // strings are deduplicated) may send it to another struct.
-    if (full == KP_OK && streamed == KP_OK && (off != soff || sz != ssz) &&
-        !twice(data, size, "\0unix_sock\0", 11) && !twice(data, size, "\0peer\0", 6))
+    // addr: the stream sees direct members only, libbpf anonymous ones too.
+    if (full == KP_OK && streamed == KP_OK && (off != soff || sz != ssz || (saoff != UINT64_MAX && saoff != aoff)) &&
+        !twice(data, size, "\0unix_sock\0", 11) && !twice(data, size, "\0peer\0", 6) &&
+        !twice(data, size, "\0addr\0", 6))
         abort();
     if (memchr(serr.message, 0, sizeof serr.message) == NULL || strchr(serr.message, '\n')) abort();
 #elif defined(FUZZ_DWARF)
