@@ -5,7 +5,7 @@ import Glibc
 public enum Trace {
     public static let enabled = getenv("KPEER_TRACE") != nil
 
-    public static func now() -> UInt64 {
+    static func now() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
@@ -18,11 +18,6 @@ public enum Trace {
         let start = now()
         defer { report(name, now() - start) }
         return try body()
-    }
-
-    public static func say(_ text: String) {
-        let line = "kpeer trace: \(text)\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
     }
 
     static func report(_ name: StaticString, _ ns: UInt64) {

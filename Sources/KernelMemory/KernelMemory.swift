@@ -27,7 +27,7 @@ public final class KernelMemory {
     /// PT_LOAD segments sorted by address.
     public let segments: [Segment]
     private let fd: Int32
-    /// pread calls made so far (for tests and KPEER_TRACE).
+    /// pread calls made so far (for tests).
     public private(set) var preads = 0
 
     public init(path: String = "/proc/kcore") throws(KPeerError) {

@@ -75,7 +75,7 @@ public struct KcoreResolver {
     public func links(_ entries: [UnixSocketEntry]) throws(KPeerError) -> (PeerLinks, Check) {
         try checkAddresses(entries)
         let index = AddressIndex(entries)
-        // One 8-byte pread per socket (KernelMemory says why), in address order.
+        // One 8-byte pread per socket (KernelMemory says why).
         var peerOf = [UInt64?](repeating: nil, count: entries.count)
         for (address, i) in index.pairs {
             peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
@@ -113,9 +113,11 @@ public struct KcoreResolver {
             }
         }
 
-        // The table again, now that memory has been read: an address that
-        // still names the same socket (inode; path for embryos, which have
-        // none) held that socket the whole time, so what was read is its.
+        // Was each row, while memory was read, the socket the table named?
+        // Yes if a process still holds it (liveOwners), or a held socket
+        // pins it; otherwise the table again decides: an address that still
+        // names the same socket (inode; path for embryos, which have none)
+        // held that socket the whole time, so what was read is its.
         let listeners = Self.listenersByPath(entries)
         var stable = [Bool](repeating: true, count: entries.count)
         var tablesAgain = reread != nil
@@ -161,21 +163,10 @@ public struct KcoreResolver {
         }
         if tablesAgain, let reread {
             let now = try reread()
-            // The kernel lists sockets in the same order both times, so the
-            // next row is usually the one; the index is built only if not.
-            var nowIndex: AddressIndex?
-            var next = 0
+            let nowIndex = AddressIndex(now)
             for i in entries.indices {
                 let e = entries[i]
-                let k: Int
-                if next < now.count, now[next].address == e.address, e.address != 0 {
-                    k = next
-                } else {
-                    if nowIndex == nil { nowIndex = AddressIndex(now) }
-                    guard let found = nowIndex![e.address] else { stable[i] = false; continue }
-                    k = found
-                }
-                next = k + 1
+                guard let k = nowIndex[e.address] else { stable[i] = false; continue }
                 let n = now[k]
                 stable[i] = n.inode == e.inode && (e.inode != 0 || (n.path == e.path && n.netns == e.netns))
             }

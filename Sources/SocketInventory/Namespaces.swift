@@ -34,11 +34,19 @@ public enum NetNamespaces {
         let procFD = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard procFD >= 0 else { return [] }
         defer { close(procFD) }
-        var lowest: [UInt64: Int32] = [:]
+        var netnsByPid: [Int32: UInt64] = [:]
         for pid in OwnerScan.listPids(procFD) {
             var st = stat()
-            guard fstatat(procFD, "\(pid)/ns/net", &st, 0) == 0 else { continue }
-            let ns = UInt64(st.st_ino)
+            if fstatat(procFD, "\(pid)/ns/net", &st, 0) == 0 { netnsByPid[pid] = UInt64(st.st_ino) }
+        }
+        return representatives(netnsByPid)
+    }
+
+    /// Each namespace of `netnsByPid` once, with its lowest pid (to reach it
+    /// through), sorted by inode.
+    static func representatives(_ netnsByPid: [Int32: UInt64]) -> [NetNamespace] {
+        var lowest: [UInt64: Int32] = [:]
+        for (pid, ns) in netnsByPid where ns != 0 {
             if let have = lowest[ns], have < pid { continue }
             lowest[ns] = pid
         }

@@ -38,14 +38,7 @@ public struct OwnerTable: Sendable {
     /// The network namespaces of the processes holding sockets, each with
     /// its lowest pid (to reach it through), sorted by inode. The fd scan
     /// already stats every such pid's ns/net: no second walk of /proc.
-    public var namespaces: [NetNamespace] {
-        var lowest: [UInt64: Int32] = [:]
-        for (pid, ns) in netnsByPid where ns != 0 {
-            if let have = lowest[ns], have < pid { continue }
-            lowest[ns] = pid
-        }
-        return lowest.map { NetNamespace(inode: $0.key, pid: $0.value) }.sorted()
-    }
+    public var namespaces: [NetNamespace] { NetNamespaces.representatives(netnsByPid) }
 }
 
 /// Scans /proc for socket file descriptors. Processes and descriptors

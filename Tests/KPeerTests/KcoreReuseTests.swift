@@ -21,9 +21,9 @@ struct KcoreReuseTests {
 
     /// With the owner scan made after memory is read: the table is read
     /// again only when a judgement rests on a socket no process holds.
-    func resolve(_ w: World, held: [UInt64], reread: [UnixSocketEntry]) throws
+    func resolve(_ w: World, held: [UInt64], reread: [UnixSocketEntry], offset: MemberOffset = Self.offset) throws
         -> (links: PeerLinks, check: KcoreResolver.Check, rereads: Int) {
-        var r = KcoreResolver(memory: try w.memory(), offset: Self.offset)
+        var r = KcoreResolver(memory: try w.memory(), offset: offset)
         let calls = Counter()
         r.reread = { () throws(KPeerError) -> [UnixSocketEntry] in calls.n += 1; return reread }
         r.liveOwners = {
@@ -92,13 +92,7 @@ struct KcoreReuseTests {
     /// slot 4: pinning slot 4 would put 11 in /run/a's queue. Only a peer row
     /// printed after its pinner's may be pinned. Found in review.
     @Test func aPeerRowPrintedBeforeItsPinnerIsNotTrusted() throws {
-        let w = World()
-        anchor(w)
-        w.socket(2, inode: 10, listening: true, path: "/run/a")
-        w.socket(5, inode: 12, listening: true, path: "/run/b")
-        w.socket(4, inode: 0, path: "/run/a")  // printed first: the old embryo
-        w.socket(3, inode: 11)                 // printed later, connected
-        w.point(3, to: 4); w.point(4, to: 3)
+        let w = embryoPrintedFirst()
         var later = w.entries
         let i = try #require(later.firstIndex { $0.address == w.address(4) })
         later[i].path = SocketPath(bytes: Array("/run/b".utf8), isAbstract: false)
@@ -117,6 +111,19 @@ struct KcoreReuseTests {
         #expect(pinned.links.pendingOn[11] == 10)
     }
 
+    /// Listeners 10 on /run/a and 12 on /run/b; an embryo row on /run/a
+    /// printed before its client 11's, which is connected to it.
+    func embryoPrintedFirst() -> World {
+        let w = World()
+        anchor(w)
+        w.socket(2, inode: 10, listening: true, path: "/run/a")
+        w.socket(5, inode: 12, listening: true, path: "/run/b")
+        w.socket(4, inode: 0, path: "/run/a")
+        w.socket(3, inode: 11)
+        w.point(3, to: 4); w.point(4, to: 3)
+        return w
+    }
+
     /// An embryo row printed before its client's is trusted when memory
     /// shows it shares its listener's `addr` (the offset BTF gives with the
     /// peer's); not when it shares another listener's, nor without the offset.
@@ -124,31 +131,15 @@ struct KcoreReuseTests {
         let addr = 8
         let offset = MemberOffset(value: KcoreResolverTests.peerOffset, source: .btf, origin: "test", addrOffset: addr)
         func world(embryoAddr: UInt64) -> World {
-            let w = World()
-            anchor(w)
-            w.socket(2, inode: 10, listening: true, path: "/run/a")
-            w.socket(5, inode: 12, listening: true, path: "/run/b")
-            w.socket(4, inode: 0, path: "/run/a")  // printed before its client
-            w.socket(3, inode: 11)
-            w.point(3, to: 4); w.point(4, to: 3)
+            let w = embryoPrintedFirst()
             w.core.poke(w.address(2) + UInt64(addr), 0xffff_8880_1234_0000)  // /run/a's unix_address
             w.core.poke(w.address(5) + UInt64(addr), 0xffff_8880_5678_0000)  // /run/b's
             w.core.poke(w.address(4) + UInt64(addr), embryoAddr)
             return w
         }
         func run(_ w: World, _ o: MemberOffset) throws -> (PeerLinks, Int) {
-            var r = KcoreResolver(memory: try w.memory(), offset: o)
-            let calls = Counter()
-            r.reread = { () throws(KPeerError) -> [UnixSocketEntry] in calls.n += 1; return w.entries }
-            r.liveOwners = {
-                var t = OwnerTable()
-                for (k, inode) in [UInt64(1), 2, 10, 11, 12].enumerated() {
-                    t.byInode[inode] = [Owner(pid: Int32(10 + k), name: "p", fd: 3)]
-                }
-                return t
-            }
-            let (links, _) = try r.links(w.entries)
-            return (links, calls.n)
+            let r = try resolve(w, held: [1, 2, 10, 11, 12], reread: w.entries, offset: o)
+            return (r.links, r.rereads)
         }
         let same = try run(world(embryoAddr: 0xffff_8880_1234_0000), offset)
         #expect(same.1 == 0)
