@@ -15,7 +15,7 @@ SWIFT ?= swift
 PREFIX ?= /usr/local
 KERNELS ?= 6.1 6.12
 KERNEL_CACHE ?= .cache/kernels
-VM_TIMEOUT ?= 300
+VM_STALL ?= 300
 
 # Build and test needs: elfutils and libbpf headers and static libraries
 # (and what libdw.a links against), pahole for the BTF cross-check, gcc for
@@ -59,7 +59,7 @@ unit-test: setup
 	$(SWIFT) test --disable-xctest
 
 vmtest: setup-vm static
-	KERNELS="$(KERNELS)" KERNEL_CACHE="$(KERNEL_CACHE)" KPEER_BIN="$(STATIC_BIN)" VM_TIMEOUT="$(VM_TIMEOUT)" \
+	KERNELS="$(KERNELS)" KERNEL_CACHE="$(KERNEL_CACHE)" KPEER_BIN="$(STATIC_BIN)" VM_STALL="$(VM_STALL)" \
 		Tests/VM/run.sh
 
 # Unit, live and CLI tests; the real-kernel VM test; churn, fuzz smoke and

@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "KPeerSystem", targets: ["KPeerSystem"]),
         .library(name: "KernelMemory", targets: ["KernelMemory"]),
         .library(name: "TypeOffsets", targets: ["TypeOffsets"]),
+        .library(name: "KernelObjects", targets: ["KernelObjects"]),
         .library(name: "SocketInventory", targets: ["SocketInventory"]),
         .library(name: "PeerResolution", targets: ["PeerResolution"]),
     ],
@@ -36,15 +37,19 @@ let package = Package(
         .target(name: "KPeerSystem", dependencies: ["CKPeer"]),
         // Kernel virtual address → bytes, through an ELF core (/proc/kcore).
         .target(name: "KernelMemory", dependencies: ["CKPeer", "KPeerSystem"]),
-        // Where unix_sock.peer lives: --offset, BTF, DWARF (calibration is
-        // in PeerResolution, since it needs live sockets).
+        // Struct layouts (BTF, DWARF) and where unix_sock.peer lives:
+        // --offset, BTF, DWARF (calibration is in PeerResolution, since it
+        // needs live sockets).
         .target(name: "TypeOffsets", dependencies: ["CKPeer", "KPeerSystem"]),
+        // Typed reads of kernel structs: memory plus layouts, pointers
+        // checked before they are followed, lists walked with a bound.
+        .target(name: "KernelObjects", dependencies: ["KernelMemory", "KPeerSystem", "TypeOffsets"]),
         // Every unix socket (/proc/net/unix, sock_diag) and who holds it (/proc/PID/fd).
         .target(name: "SocketInventory", dependencies: ["CKPeer", "KPeerSystem"]),
         // Socket → peer: through kernel memory, or through sock_diag.
         .target(
             name: "PeerResolution",
-            dependencies: ["CKPeer", "KPeerSystem", "KernelMemory", "TypeOffsets", "SocketInventory"]
+            dependencies: ["CKPeer", "KPeerSystem", "KernelMemory", "KernelObjects", "TypeOffsets", "SocketInventory"]
         ),
         // The seed's table, --dump, one-line answers, JSON.
         .target(name: "Rendering", dependencies: ["KPeerSystem", "SocketInventory", "PeerResolution"]),
@@ -62,7 +67,7 @@ let package = Package(
         .testTarget(
             name: "KPeerTests",
             dependencies: [
-                "BTFSample", "CKPeer", "CoreWriter", "KPeerSystem", "KernelMemory", "TypeOffsets",
+                "BTFSample", "CKPeer", "CoreWriter", "KPeerSystem", "KernelMemory", "KernelObjects", "TypeOffsets",
                 "SocketInventory", "PeerResolution", "Rendering",
             ]
         ),

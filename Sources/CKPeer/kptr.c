@@ -1,14 +1,19 @@
 // kernel.kptr_restrict: raised 0 → 1 only while kpeer reads /proc/net/unix,
 // and put back on every path, including death by signal. This lives in C
 // because the restore runs inside signal handlers.
+//
+// Put back means: 0 again, but only if the sysctl still reads the 1 kpeer
+// wrote. An administrator who set it meanwhile (to 2, say) keeps that value.
 #include "ckpeer.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *kptr_path = "/proc/sys/kernel/kptr_restrict";
@@ -36,20 +41,86 @@ void kp_kptr_set_path(const char *path) { kptr_path = path; }
 // back while B still reads, and B sees hashed addresses. A lock held from
 // the read of the old value to the restore makes B wait for A instead.
 // Where /run is missing (a bare initramfs) runs go unserialised, as before.
+//
+// The wait is bounded (KP_KPTR_LOCK_WAIT_MS): a run stopped while holding
+// the lock (SIGSTOP, a debugger) must not hang every later one. The holder
+// writes its pid into the file, so the one that gives up can name it.
 static const char *lock_path = "/run/kpeer-kptr.lock";
 static int lock_fd = -1;
+static int lock_holder = 0;
 
-static void take_lock(void) {
-    if (lock_fd >= 0) return;  // already ours: never wait on ourselves
-    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (lock_fd < 0) return;
-    while (flock(lock_fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            close(lock_fd);
-            lock_fd = -1;
-            return;
-        }
+void kp_kptr_set_lock_path(const char *path) { lock_path = path; }
+const char *kp_kptr_lock_path(void) { return lock_path; }
+int kp_kptr_lock_holder(void) { return lock_holder; }
+
+static uint64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+// The pid the holder wrote, 0 when there is none (yet) or it is garbage.
+static int read_holder(int fd) {
+    char buf[16];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    long pid = 0;
+    for (ssize_t i = 0; i < n && buf[i] != '\n'; i++) {
+        if (buf[i] < '0' || buf[i] > '9' || pid > 4194304) return 0;
+        pid = pid * 10 + (buf[i] - '0');
     }
+    return (int)pid;
+}
+
+static void write_holder(int fd) {
+    char buf[16];
+    int len = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) == 0 && len > 0) {
+        if (pwrite(fd, buf, (size_t)len, 0) != len) {}  // only a courtesy to the next run
+    }
+}
+
+// 0: locked, or no lock to be had here (unserialised, as before);
+// KP_KPTR_BUSY: another run held it for the whole wait (kp_kptr_lock_holder);
+// KP_KPTR_BADLOCK: the file is not one kpeer may trust (not a regular file
+// of root's that only root can write, with one link): never written to.
+static int take_lock(void) {
+    if (lock_fd >= 0) return 0;  // already ours: never wait on ourselves
+    lock_holder = 0;
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    if (fd < 0) {
+        // A symlink (O_NOFOLLOW) or a directory where the lock should be:
+        // someone put it there; say so rather than follow or ignore it.
+        if (errno == ELOOP || errno == EISDIR || errno == ENXIO) return KP_KPTR_BADLOCK;
+        return 0;  // no /run (initramfs), read-only: unserialised
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
+        st.st_nlink != 1) {
+        close(fd);
+        return KP_KPTR_BADLOCK;
+    }
+    uint64_t start = monotonic_ms();
+    // Count-bounded too: a clock that does not advance cannot stretch it.
+    const struct timespec pause = {0, KP_KPTR_LOCK_POLL_MS * 1000000L};
+    for (long tries = 0;; tries++) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            close(fd);
+            return 0;  // a filesystem without flock: unserialised
+        }
+        if (monotonic_ms() - start >= KP_KPTR_LOCK_WAIT_MS ||
+            tries >= 2 * (KP_KPTR_LOCK_WAIT_MS / KP_KPTR_LOCK_POLL_MS)) {
+            lock_holder = read_holder(fd);
+            close(fd);
+            return KP_KPTR_BUSY;
+        }
+        nanosleep(&pause, NULL);  // EINTR only shortens one pause
+    }
+    write_holder(fd);
+    lock_fd = fd;
+    return 0;
 }
 
 static void drop_lock(void) {
@@ -58,6 +129,7 @@ static void drop_lock(void) {
     lock_fd = -1;
 }
 
+// Async-signal-safe: open, read, close.
 static int read_value(void) {
     int fd = open(kptr_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
@@ -81,10 +153,20 @@ static int write_value(char v) {
     return n == 2 ? 0 : (n < 0 ? -e : -EIO);
 }
 
+// 0 again, if it still reads the 1 kpeer wrote; anything else was set by
+// someone else since, and stays. Async-signal-safe (open, read, write,
+// close). Between the read and the write an administrator's change can
+// still be lost: the window is two syscalls wide, not the whole run.
+static int put_back(void) {
+    int v = read_value();
+    if (v != 1) return v < 0 ? v : 0;
+    return write_value('0');
+}
+
 static void on_signal(int sig) {
     int saved_errno = errno;
     if (raised) {
-        write_value('0');
+        put_back();
         raised = 0;
     }
     // Give the signal back to whatever handled it before, then deliver it
@@ -139,7 +221,8 @@ static void install_handlers(void) {
 }
 
 int kp_kptr_raise(int *previous) {
-    take_lock();
+    int lock = take_lock();
+    if (lock != 0) return lock;
     int v = read_value();
     if (v < 0) {
         drop_lock();
@@ -147,7 +230,7 @@ int kp_kptr_raise(int *previous) {
     }
     *previous = v;
     if (v != 0 || raised) return 0;
-    // Armed before the write: a signal in between only rewrites the 0.
+    // Armed before the write: a signal in between finds 0 and leaves it.
     install_handlers();
     raised = 1;
     int rc = write_value('1');
@@ -156,11 +239,6 @@ int kp_kptr_raise(int *previous) {
         drop_lock();
         return rc;
     }
-    // Test hook: KPEER_TEST_HOLD_KPTR=N keeps kptr_restrict raised for N
-    // seconds, so the signal tests (Tests/KPeerTests/SignalTests.swift, the
-    // VM's x_signal_* runs) can deliver a signal while it is raised.
-    const char *hold = getenv("KPEER_TEST_HOLD_KPTR");
-    for (unsigned left = hold ? (unsigned)atoi(hold) : 0; left > 0;) left = sleep(left);
     return 0;
 }
 
@@ -169,7 +247,7 @@ int kp_kptr_restore(void) {
         drop_lock();
         return 0;
     }
-    int rc = write_value('0');
+    int rc = put_back();
     raised = 0;
     drop_lock();
     return rc;

@@ -14,6 +14,9 @@ public enum KptrRestrict {
     ) throws(KPeerError) -> (result: T, previous: Int) {
         var previous: Int32 = -1
         let rc = kp_kptr_raise(&previous)
+        if rc == Int32(KP_KPTR_BUSY) || rc == Int32(KP_KPTR_BADLOCK) {
+            throw lockError(rc)
+        }
         if rc != 0 {
             let code = -rc
             if code == EACCES || code == EPERM || code == EROFS {
@@ -28,5 +31,21 @@ public enum KptrRestrict {
                              fix: "set it to 1 (sysctl kernel.kptr_restrict=1) or use --method netlink")
         }
         return (try body(), Int(previous))
+    }
+
+    /// Runs take turns at raising it (a lock file): one that waited too
+    /// long, or found a lock file it may not trust, says which and stops.
+    static func lockError(_ rc: Int32) -> KPeerError {
+        let lock = String(cString: kp_kptr_lock_path())
+        if rc == Int32(KP_KPTR_BADLOCK) {
+            return KPeerError(.unavailable, "\(lock) is not a regular file of root's that only root can write, so kpeer does not use it as its lock",
+                              fix: "remove it (rm \(lock)); kpeer makes a new one")
+        }
+        let holder = kp_kptr_lock_holder()
+        let who = holder > 0 ? "another kpeer (pid \(holder))" : "another kpeer"
+        let seconds = Int(KP_KPTR_LOCK_WAIT_MS) / 1000
+        return KPeerError(.unavailable, "\(who) has held \(lock) for \(seconds) s while it reads socket addresses",
+                          fix: holder > 0 ? "let it finish and run kpeer again, or end it (kill \(holder)); or use --method netlink"
+                                          : "let it finish and run kpeer again, or use --method netlink")
     }
 }

@@ -24,6 +24,11 @@ public struct KcoreResolver {
     /// other socket (a datagram target no one holds, a socket in flight, one
     /// closed meanwhile) is `reread` called.
     public var liveOwners: (() -> OwnerTable)?
+    /// Runs once the peer pointers are read and before the owner scan, so
+    /// what it reads (SocketFacts) is covered by the same stability proof.
+    public var memoryPhase: (() -> Void)?
+    /// Told which rows were proved stable (same order as the entries).
+    public var onStable: (([Bool]) -> Void)?
 
     public init(memory: KernelMemory, offset: MemberOffset,
                 reread: (() throws(KPeerError) -> [UnixSocketEntry])? = nil) {
@@ -80,6 +85,7 @@ public struct KcoreResolver {
         for (address, i) in index.pairs {
             peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
         }
+        memoryPhase?()
 
         // What each pointer says, judged once every read of memory is done.
         enum Outcome { case none, missing, closed, unknown, mismatched(Int), verified(Int) }
@@ -164,14 +170,19 @@ public struct KcoreResolver {
         if tablesAgain, let reread {
             let now = try reread()
             let nowIndex = AddressIndex(now)
+            // What the owner scan proved stays proved (a socket held after
+            // memory was read may close before this second read); the
+            // second table adds the rows it still shows unchanged.
+            let proved = liveOwners != nil ? stable : [Bool](repeating: false, count: entries.count)
             for i in entries.indices {
                 let e = entries[i]
-                guard let k = nowIndex[e.address] else { stable[i] = false; continue }
+                guard let k = nowIndex[e.address] else { stable[i] = proved[i]; continue }
                 let n = now[k]
-                stable[i] = n.inode == e.inode && (e.inode != 0 || (n.path == e.path && n.netns == e.netns))
+                stable[i] = proved[i] || (n.inode == e.inode && (e.inode != 0 || (n.path == e.path && n.netns == e.netns)))
             }
         }
 
+        onStable?(stable)
         var check = Check()
         var links = PeerLinks()
         links.peer.reserveCapacity(entries.count)

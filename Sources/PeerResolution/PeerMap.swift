@@ -52,6 +52,11 @@ public struct PeerMap: Sendable {
     private let ownerTable: OwnerTable
     /// See PeerLinks.unverified.
     public let unverified: Set<UInt64>
+    /// What kernel memory told beyond the peer (kcore, when asked for):
+    /// by inode, for sockets proved stable; nil when not read.
+    public var facts: [UInt64: SocketFacts]?
+    /// Features of SocketFacts this kernel or run could not give, and why.
+    public var factsUnavailable: [String: String] = [:]
     /// The network namespaces of the processes holding sockets.
     public var namespaces: [NetNamespace] { ownerTable.namespaces }
 

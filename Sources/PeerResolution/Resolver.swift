@@ -1,6 +1,7 @@
 import CKPeer
 import Glibc
 import KernelMemory
+import KernelObjects
 import KPeerSystem
 import SocketInventory
 import TypeOffsets
@@ -21,6 +22,9 @@ public struct ResolverOptions: Sendable {
     public var offsetCache: OffsetCache? = OffsetCache()
     /// The /proc this machine has (tests point it elsewhere).
     public var procRoot = "/proc"
+    /// Read SocketFacts with the kernel-object reader (kcore method):
+    /// bound files, connectors, queues, datagram senders.
+    public var kernelFacts = false
 
     public init() {}
 
@@ -64,12 +68,12 @@ public enum Resolver {
         case .netlink:
             return try resolveNetlink(options, boundFiles: boundFiles)
         case .kcore:
-            return try withBoundFiles(resolveKcore(options), options, boundFiles)
+            return try withBoundFiles(resolveKcore(options, boundFiles: boundFiles), options, boundFiles)
         case .auto:
-            if options.wantsKcore { return try withBoundFiles(resolveKcore(options), options, boundFiles) }
+            if options.wantsKcore { return try withBoundFiles(resolveKcore(options, boundFiles: boundFiles), options, boundFiles) }
             let map: PeerMap
             do {
-                map = try resolveKcore(options)
+                map = try resolveKcore(options, boundFiles: boundFiles)
             } catch {
                 var r = try resolveNetlink(options, boundFiles: boundFiles)
                 r.map.fallbackReason = error.description
@@ -97,13 +101,21 @@ public enum Resolver {
                           skipped: found.skipped)
     }
 
-    /// The kcore map, plus bound files from sock_diag when asked for: the
-    /// file's identity is nowhere in /proc/net/unix. Without unix_diag,
-    /// boundFiles stays nil and path queries say so.
+    /// The kcore map, plus bound files when asked for: the file's identity
+    /// is nowhere in /proc/net/unix. Kernel memory gives it (unix_sock.path,
+    /// read by the kernel-object reader); where the reader could not,
+    /// sock_diag's UNIX_DIAG_VFS; with neither, boundFiles stays nil and
+    /// path queries say so.
     static func withBoundFiles(_ map: PeerMap, _ options: ResolverOptions, _ wanted: Bool) throws(KPeerError) -> Resolution {
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
         var r = Resolution(map: map, ownNetns: own)
         guard wanted else { return r }
+        if let facts = map.facts, map.factsUnavailable["bound_file"] == nil {
+            var files: [UInt64: BoundFile] = [:]
+            for (inode, f) in facts { if let b = f.boundFile { files[inode] = b } }
+            r.boundFiles = files
+            return r
+        }
         let others = map.namespaces.filter { $0.inode != own }
         if let found = try? diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: false,
                                                  show: UInt32(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS)) {
@@ -149,7 +161,7 @@ public enum Resolver {
     }
 
     /// The kcore method, start to end.
-    static func resolveKcore(_ options: ResolverOptions) throws(KPeerError) -> PeerMap {
+    static func resolveKcore(_ options: ResolverOptions, boundFiles: Bool = false) throws(KPeerError) -> PeerMap {
         // What the user gave is checked first: a wrong --dwarf is worth
         // hearing about even on a machine where kcore is unusable.
         let explicit = try explicitOffset(options)
@@ -185,11 +197,31 @@ public enum Resolver {
         // socket all along), and the tables again only when a link rests on
         // one that is not (KcoreResolver.liveOwners, .reread): a socket freed
         // meanwhile, its struct maybe reused, gives no link.
+        // The kernel-object reader, for what the question needs beyond peers.
+        var factReader: FactReader?
+        var factsUnavailable: [String: String] = [:]
+        if options.kernelFacts || boundFiles {
+            do {
+                let types = try Trace.phase("types") { () throws(KPeerError) in try kernelTypes(options) }
+                factReader = FactReader(reader: ObjectReader(memory: memory, types: types),
+                                        pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot))
+            } catch {
+                factsUnavailable["all"] = error.description
+            }
+        }
         let scanned = Scanned()
         func peerLinks(_ offset: MemberOffset) throws(KPeerError) -> (PeerLinks, KcoreResolver.Check) {
             var resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
                 try Trace.phase("tables again") { () throws(KPeerError) in
                     try readTables(namespaces: namespaces, procRoot: options.procRoot)
+                }
+            }
+            if let factReader {
+                resolver.memoryPhase = {
+                    scanned.rawFacts = Trace.phase("kernel objects") { entries.map { factReader.facts($0) } }
+                }
+                resolver.onStable = { stable in
+                    scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
                 }
             }
             resolver.liveOwners = {
@@ -215,14 +247,38 @@ public enum Resolver {
         }
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
         let owners = scanned.owners ?? OwnerScan.scan(procRoot: options.procRoot)
-        return Trace.phase("map") {
+        var map = Trace.phase("map") {
             PeerMap(entries: entries, owners: owners, links: found.links, method: .kcore, offset: offset, excluding: own)
         }
+        if let factReader {
+            map.facts = scanned.facts
+            map.factsUnavailable = factReader.unavailable
+        } else {
+            map.factsUnavailable = factsUnavailable
+        }
+        return map
     }
 
-    /// The owner scan made inside KcoreResolver.links, kept for the map.
+    /// What KcoreResolver.links found on the way, kept for the map.
     final class Scanned {
         var owners: OwnerTable?
+        var rawFacts: [SocketFacts?] = []
+        var facts: [UInt64: SocketFacts]?
+    }
+
+    /// Struct layouts for the kernel-object reader: the --dwarf or --btf
+    /// file the user gave, else this kernel's BTF, else a vmlinux with
+    /// debug info in the usual places (build-id checked).
+    static func kernelTypes(_ o: ResolverOptions) throws(KPeerError) -> KernelTypes {
+        if let path = o.dwarfPath { return try KernelTypes(dwarf: path) }
+        if let path = o.btfPath { return try KernelTypes(btf: path) }
+        if let t = try? KernelTypes(btf: BTF.defaultPath) { return t }
+        let running = BuildID.runningKernel()
+        for path in DWARF.defaultPaths() where Files.exists(path) {
+            if let id = try? BuildID.ofFile(path), id == running, let t = try? KernelTypes(dwarf: path) { return t }
+        }
+        throw KPeerError(.unavailable, "no BTF (\(BTF.defaultPath)) and no vmlinux with debug info for this kernel: struct layouts are unknown",
+                         fix: "give --dwarf the vmlinux of the running kernel (package linux-image-$(uname -r)-dbg)")
     }
 
     /// The offset from --offset, --dwarf or --btf, in that order, if given.

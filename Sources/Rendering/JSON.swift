@@ -34,7 +34,35 @@ public enum JSON {
             out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin)),\"remembered\":\(o.remembered)}"
         }
         if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
+        // Why some or all of each socket's "kernel" facts are missing.
+        var missing = map.factsUnavailable
+        if map.facts == nil && missing.isEmpty {
+            missing["all"] = map.method == .kcore ? "not read" : "the netlink method does not read kernel memory"
+        }
+        if !missing.isEmpty {
+            out += ",\"kernel_unavailable\":{" + missing.sorted { $0.key < $1.key }
+                .map { "\(string($0.key)):\(string($0.value))" }.joined(separator: ",") + "}"
+        }
         return out
+    }
+
+    /// A socket's SocketFacts (Docs/CONTRACT.md): null when kernel memory
+    /// was not read for it (another method, or not proved stable).
+    static func facts(_ f: SocketFacts?) -> String {
+        guard let f else { return "null" }
+        var parts: [String] = []
+        parts.append("\"bound_file\":" + (f.boundFile.map {
+            "{\"inode\":\($0.inode),\"device\":\(string("\($0.major):\($0.minor)"))}" } ?? "null"))
+        parts.append("\"connector\":" + (f.connector.map {
+            "{\"pid\":\($0.pid.map(String.init) ?? "null"),\"uid\":\($0.uid),\"gid\":\($0.gid)}" } ?? "null"))
+        parts.append("\"receive_queue\":" + (f.receiveQueue.map {
+            "{\"skbs\":\($0.skbs),\"bytes\":\($0.bytes),\"partial\":\($0.partial)}" } ?? "null"))
+        parts.append("\"send_queue_bytes\":" + (f.sendBytes.map(String.init) ?? "null"))
+        parts.append("\"backlog\":" + (f.backlog.map { "{\"pending\":\($0.pending),\"max\":\($0.max)}" } ?? "null"))
+        parts.append("\"senders\":[" + f.senders.map {
+            "{\"inode\":\($0.inode.map(String.init) ?? "null"),\"datagrams\":\($0.datagrams),\"bytes\":\($0.bytes)}"
+        }.joined(separator: ",") + "]")
+        return "{" + parts.joined(separator: ",") + "}"
     }
 
     static func ref(_ map: PeerMap, _ inode: UInt64?) -> String {
@@ -60,6 +88,7 @@ public enum JSON {
             out += ",\"pending_on\":\(ref(map, s.pendingOn))"
             out += ",\"pending\":[" + s.pending.map { ref(map, $0) }.joined(separator: ",") + "]"
             out += ",\"senders\":[" + s.senders.map { ref(map, $0) }.joined(separator: ",") + "]"
+            out += ",\"kernel\":" + facts(map.facts?[s.inode])
             out += "}"
         }
         return out + "\n]}\n"
@@ -73,7 +102,8 @@ public enum JSON {
         out += ",\"listener\":{\"inode\":\(l.inode),\"type\":\(string(l.entry.type?.name ?? "unknown"))"
         out += ",\"state\":\(string(l.entry.state.rawValue)),\"netns\":\(l.entry.netns == 0 ? ownNetns : l.entry.netns)"
         out += ",\"path\":" + (l.entry.path.map { string($0.display) } ?? "null")
-        out += ",\"owners\":\(owners(l.owners))}"
+        out += ",\"owners\":\(owners(l.owners))"
+        out += ",\"kernel\":" + facts(map.facts?[l.inode]) + "}"
         out += ",\"clients\":["
         for (i, c) in answer.clients.enumerated() {
             if i > 0 { out += "," }

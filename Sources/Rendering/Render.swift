@@ -49,9 +49,56 @@ public enum Render {
     /// another network namespace than `ownNetns` (when known) ends its row
     /// with ` net:[INODE]`; rows of kpeer's own stay as netstat_unix printed them.
     public static func table(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
+        table(map, ownNetns: ownNetns, extended: false)
+    }
+
+    /// `--all -e`: the table with what kernel memory told (SocketFacts)
+    /// between the peer and the path: Recv-Q (skbs/bytes), Send-Q (bytes),
+    /// Backlog (waiting/max), Connector (pid:uid:gid), File (inode@major:minor),
+    /// Senders (inode:datagrams, for a datagram queue); `-` where unknown.
+    public static func extendedTable(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
+        table(map, ownNetns: ownNetns, extended: true)
+    }
+
+    static let extendedHeader: String =
+        "Proto RefCnt Flags       Type       State         I-Node   PID/Program name     Peer PID/Program name  Recv-Q       Send-Q   Backlog  Connector        File                 Senders  Path\n"
+
+    static func factColumns(_ f: SocketFacts?) -> [(String, Int)] {
+        let rq = f?.receiveQueue.map { "\($0.skbs)/\($0.bytes)" + ($0.partial ? "+" : "") } ?? "-"
+        let sq = f?.sendBytes.map(String.init) ?? "-"
+        let bl = f?.backlog.map { "\($0.pending)/\($0.max)" } ?? "-"
+        let by = f?.connector.map { "\($0.pid.map(String.init) ?? "?"):\($0.uid):\($0.gid)" } ?? "-"
+        let file = f?.boundFile.map { "\($0.inode)@\($0.major):\($0.minor)" } ?? "-"
+        let senders = f.map { $0.senders.isEmpty ? "-" : $0.senders.map { "\($0.inode.map(String.init) ?? "?"):\($0.datagrams)" }.joined(separator: ",") } ?? "-"
+        return [(rq, 13), (sq, 9), (bl, 9), (by, 17), (file, 21), (senders, 9)]
+    }
+
+    /// -v with INODE or PATH: SocketFacts of one socket, a line each.
+    public static func factLines(_ map: PeerMap, _ inode: UInt64) -> [String] {
+        guard let facts = map.facts else {
+            return map.factsUnavailable.sorted { $0.key < $1.key }.map { "kernel memory: \($0.key) unavailable: \($0.value)" }
+        }
+        guard let f = facts[inode] else { return ["kernel memory: socket \(inode) was not proved stable while it was read"] }
+        var out: [String] = []
+        if let b = f.boundFile { out.append("socket \(inode) is bound to \(b.description)") }
+        if let c = f.connector {
+            out.append("socket \(inode): connection made by pid \(c.pid.map(String.init) ?? "outside kpeer's pid namespace"), uid \(c.uid), gid \(c.gid)")
+        }
+        if let q = f.receiveQueue { out.append("socket \(inode): \(q.skbs) buffers (\(q.bytes) bytes) waiting to be read\(q.partial ? " (at least: the queue changed while read)" : "")") }
+        if let b = f.sendBytes { out.append("socket \(inode): \(b) bytes sent and not yet read by the peer") }
+        if let b = f.backlog { out.append("socket \(inode): \(b.pending) of \(b.max) connections waiting to be accepted") }
+        for x in f.senders {
+            let who = x.inode.map { "socket \($0) (\(map.owners(of: $0).map(\.label).joined(separator: ",").nilIfEmpty ?? "no process"))" } ?? "a closed socket"
+            out.append("socket \(inode): \(x.datagrams) datagrams (\(x.bytes) bytes) queued from \(who)")
+        }
+        for (k, v) in map.factsUnavailable.sorted(by: { $0.key < $1.key }) { out.append("kernel memory: \(k) unavailable: \(v)") }
+        return out
+    }
+
+    static func table(_ map: PeerMap, ownNetns: UInt64, extended: Bool) -> String {
         var out = ByteOutput(expected: map.sockets.count * 128 + 256)
         var names = NameCache(dump: false)
-        out.append(tableHeader)
+        if extended { out.append(extendedHeader) } else { out.append(tableHeader) }
         for i in map.sockets.indices {
             let e = map.sockets[i].entry
             out.append("unix  " as StaticString)
@@ -82,6 +129,17 @@ public enum Render {
                 out.byte(0x2D)
             }
             out.pad(from: at, to: 22)
+            if extended {
+                var width = 22
+                for (text, w) in factColumns(map.facts?[e.inode]) {
+                    if out.count - at >= width { out.byte(0x20) }  // the previous column ran over
+                    width = w
+                    at = out.count
+                    out.append(text)
+                    out.pad(from: at, to: width)
+                }
+                if out.count - at >= width { out.byte(0x20) }
+            }
             if let path = e.path { out.append(path.display) }
             if ownNetns != 0, e.netns != 0, e.netns != ownNetns {
                 out.byte(0x20)
@@ -324,4 +382,8 @@ extension Render {
         }
         return out
     }
+}
+
+extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }

@@ -205,8 +205,75 @@ final class ScanWork: @unchecked Sendable {
         }
     }
 
+    /// Writes "PID/task/TID/fd" as a C string into `path`.
+    static func setTaskPath(_ path: inout [CChar], _ pid: Int32, _ tid: Int32) {
+        setPath(&path, pid, "/task/")
+        var at = 0
+        while path[at] != 0 { at += 1 }
+        var digits: [CChar] = []
+        var v = UInt32(bitPattern: tid)
+        repeat {
+            digits.append(CChar(bitPattern: UInt8(v % 10) + 0x30))
+            v /= 10
+        } while v > 0
+        for d in digits.reversed() { path[at] = d; at += 1 }
+        for b in "/fd".utf8 { path[at] = CChar(bitPattern: b); at += 1 }
+        path[at] = 0
+    }
+
     func scanProcess(_ pid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>, path: inout [CChar]) {
+        let first = mine.inodes.count
         Self.setPath(&path, pid, "/fd")
+        var seen = Set<UInt64>()
+        scanFdDir(pid, tid: 0, into: &mine, link: link, path: &path, seen: &seen, dedupe: false)
+        // Descriptors /proc/PID/fd does not show: a process whose main
+        // thread exited (pthread_exit) shows an empty one while its other
+        // threads hold everything, and a thread that unshared its table
+        // (unshare(CLONE_FILES)) holds descriptors only its own
+        // /proc/PID/task/TID/fd lists. So every task of a process with more
+        // than one is read too, and the tables are united (a socket is
+        // recorded once per process). Single-threaded processes, the
+        // common case, cost one stat more.
+        if threadCount(pid, path: &path) > 1 {
+            seen = Set(mine.inodes[first...])
+            for tid in tasks(pid, path: &path) where tid != pid {
+                Self.setTaskPath(&path, pid, tid)
+                scanFdDir(pid, tid: tid, into: &mine, link: link, path: &path, seen: &seen, dedupe: true)
+            }
+        }
+    }
+
+    /// Threads of the process: /proc/PID/task's link count is 2 plus one
+    /// per thread (one stat, no directory read). 0 when unknown.
+    func threadCount(_ pid: Int32, path: inout [CChar]) -> Int {
+        Self.setPath(&path, pid, "/task")
+        var st = stat()
+        guard fstatat(procFD, path, &st, 0) == 0 else { return 0 }
+        return Int(st.st_nlink) - 2
+    }
+
+    /// The thread ids in /proc/PID/task.
+    func tasks(_ pid: Int32, path: inout [CChar]) -> [Int32] {
+        Self.setPath(&path, pid, "/task")
+        let dirFD = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD < 0 { return [] }
+        guard let dir = fdopendir(dirFD) else {
+            close(dirFD)
+            return []
+        }
+        defer { closedir(dir) }
+        var tids: [Int32] = []
+        while let ent = readdir(dir) {
+            if let tid = OwnerScan.numericName(ent) { tids.append(tid) }
+        }
+        return tids
+    }
+
+    /// Reads the descriptor directory named by `path` (relative to /proc):
+    /// /proc/PID/fd (tid 0) or /proc/PID/task/TID/fd. With `dedupe`, a
+    /// socket already in `seen` is skipped and each new one is added.
+    func scanFdDir(_ pid: Int32, tid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>,
+                   path: inout [CChar], seen: inout Set<UInt64>, dedupe: Bool) {
         let fdDirFD = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fdDirFD < 0 { return }
         guard let fdDir = fdopendir(fdDirFD) else {
@@ -214,7 +281,6 @@ final class ScanWork: @unchecked Sendable {
             return
         }
         defer { closedir(fdDir) }
-        var named = false
         while let fent = readdir(fdDir) {
             // Descriptor links of sockets are DT_LNK like every other; the
             // name is the number.
@@ -225,9 +291,14 @@ final class ScanWork: @unchecked Sendable {
                 }
             }
             guard n > 9, let inode = OwnerScan.socketInode(link, n) else { continue }
-            if !named {
-                named = true
-                mine.procs.append((pid, processName(pid, path: &path), netns(pid, path: &path)))
+            if dedupe, !seen.insert(inode).inserted { continue }
+            // A process's triples are contiguous and its entry in `procs`
+            // comes with the first of them.
+            if mine.procs.last?.pid != pid {
+                // A main thread that exited has no namespace left to show:
+                // the thread's is the process's.
+                let ns = netns(pid, path: &path) ?? (tid != 0 ? netns(pid, tid: tid, path: &path) : nil)
+                mine.procs.append((pid, processName(pid, path: &path), ns))
             }
             mine.inodes.append(inode)
             mine.pids.append(pid)
@@ -266,6 +337,18 @@ final class ScanWork: @unchecked Sendable {
 
     func netns(_ pid: Int32, path: inout [CChar]) -> UInt64? {
         Self.setPath(&path, pid, "/ns/net")
+        var st = stat()
+        return fstatat(procFD, path, &st, 0) == 0 ? UInt64(st.st_ino) : nil
+    }
+
+    /// /proc/PID/task/TID/ns/net.
+    func netns(_ pid: Int32, tid: Int32, path: inout [CChar]) -> UInt64? {
+        Self.setTaskPath(&path, pid, tid)
+        var at = 0
+        while path[at] != 0 { at += 1 }
+        at -= 2  // "fd" → "ns/net"
+        for b in "ns/net".utf8 { path[at] = CChar(bitPattern: b); at += 1 }
+        path[at] = 0
         var st = stat()
         return fstatat(procFD, path, &st, 0) == 0 ? UInt64(st.st_ino) : nil
     }

@@ -5,6 +5,98 @@ import PeerResolution
 import Rendering
 import SocketInventory
 
+// MARK: - First of all: no program named by the environment
+
+// The Swift runtime reads SWIFT_BACKTRACE (and SWIFT_ROOT, which places the
+// backtracer) at start-up and, on SIGQUIT, SIGSEGV and the other crash
+// signals, runs the program they name: as root, here. So the first thing
+// main does (Startup.run):
+//
+// - Any SWIFT_* variable but SWIFT_BACKTRACE=enable=no: execve
+//   /proc/self/exe, same argv, with an environment without any of them
+//   plus SWIFT_BACKTRACE=enable=no: the new image runs no backtracer at all.
+// - If that exec fails: remove them here and set enable=no.
+// - Either way, a handler already on one of the runtime's crash signals can
+//   only be the backtracer's: it goes back to the default, so SIGQUIT or a
+//   crash ends kpeer and runs nothing.
+//
+// (An .init_array entry that ran before the runtime's initialiser was tried:
+// in the static binary it ran before argv was captured, and kpeer lost its
+// arguments.)
+enum Startup {
+    typealias CStrings = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+
+    static func cString(_ s: StaticString) -> UnsafePointer<CChar> {
+        UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// The one SWIFT_ setting kpeer runs with.
+    static var disabled: UnsafePointer<CChar> { cString("SWIFT_BACKTRACE=enable=no") }
+
+    static func isSwift(_ p: UnsafePointer<CChar>) -> Bool { strncmp(p, cString("SWIFT_"), 6) == 0 }
+
+    static func run(_ argv: CStrings?) {
+        let env = environ  // at exec, never NULL: the kernel passes an array, if empty
+        var count = 0
+        var foreign = false
+        while let p = env[count] {
+            if isSwift(p) && strcmp(p, disabled) != 0 { foreign = true }
+            count += 1
+        }
+        if foreign, let argv { reexec(argv, env, count) }
+        // Here: no foreign SWIFT_* to begin with, or the exec failed.
+        var kept = 0
+        var i = 0
+        while i < count {
+            if let p = env[i], !isSwift(p) {
+                env[kept] = p
+                kept += 1
+            }
+            i += 1
+        }
+        env[kept] = nil
+        setenv(cString("SWIFT_BACKTRACE"), cString("enable=no"), 1)
+        defaultIfHandled(SIGQUIT)
+        defaultIfHandled(SIGABRT)
+        defaultIfHandled(SIGBUS)
+        defaultIfHandled(SIGFPE)
+        defaultIfHandled(SIGILL)
+        defaultIfHandled(SIGSEGV)
+        defaultIfHandled(SIGTRAP)
+    }
+
+    /// execve(/proc/self/exe) with the SWIFT_* variables left out; returns
+    /// only if it failed.
+    static func reexec(_ argv: CStrings, _ env: CStrings, _ count: Int) {
+        guard let raw = malloc((count + 2) * 8) else { return }
+        let clean = raw.assumingMemoryBound(to: UnsafeMutablePointer<CChar>?.self)
+        var n = 0
+        var i = 0
+        while i < count {
+            if let p = env[i], !isSwift(p) {
+                clean[n] = p
+                n += 1
+            }
+            i += 1
+        }
+        clean[n] = UnsafeMutablePointer(mutating: disabled)
+        clean[n + 1] = nil
+        execve(cString("/proc/self/exe"), argv, clean)
+        free(raw)
+    }
+
+    /// SIG_DFL for `sig` if a handler (not SIG_DFL, not SIG_IGN) is on it.
+    static func defaultIfHandled(_ sig: Int32) {
+        var old = sigaction()
+        guard sigaction(sig, nil, &old) == 0 else { return }
+        if unsafeBitCast(old.__sigaction_handler, to: UInt.self) > 1 {
+            var dfl = sigaction()  // zeroed: SIG_DFL, no flags, empty mask
+            sigaction(sig, &dfl, nil)
+        }
+    }
+}
+
+
 extension ResolverOptions.MethodChoice: ExpressibleByArgument {}
 
 /// How a listing is printed.
@@ -105,8 +197,12 @@ struct KPeerCommand: ParsableCommand {
     @Flag(help: "Use a --dwarf vmlinux even when its build-id is not the running kernel's.")
     var force = false
 
-    @Flag(name: .shortAndLong, help: "Say on stderr which method and offset were used.")
+    @Flag(name: .shortAndLong, help: "Say on stderr which method and offset were used; with INODE or PATH, what kernel memory tells about the socket (kcore).")
     var verbose = false
+
+    @Flag(name: [.customShort("e"), .customLong("extended")],
+          help: "With --all: add what kernel memory tells (queues, backlog, connector, bound file; kcore).")
+    var extended = false
 
     var options: ResolverOptions {
         var o = ResolverOptions()
@@ -116,6 +212,8 @@ struct KPeerCommand: ParsableCommand {
         o.btfPath = btf
         o.dwarfPath = dwarf
         o.force = force
+        // What only kernel memory tells, where the output shows it.
+        o.kernelFacts = json || format == .json || extended || (verbose && inode != nil)
         return o
     }
 
@@ -148,6 +246,9 @@ struct KPeerCommand: ParsableCommand {
         if !filter.isEmpty && (target != nil || findOffset) {
             throw KPeerError(.usage, "--pid, --type and --listening filter listings, not INODE, PATH or --find-offset",
                              fix: "use them with --all, --dump, --json or --format dot")
+        }
+        if extended && (target != nil || (fmt != nil && fmt != .table)) {
+            throw KPeerError(.usage, "-e adds columns to the --all table", fix: "use it with --all (--json always has them; -v with INODE or PATH)")
         }
         if target != nil, let f = fmt, f != .json {
             throw KPeerError(.usage, "--format \(f.rawValue) lists every socket; it takes no INODE or PATH",
@@ -191,7 +292,7 @@ struct KPeerCommand: ParsableCommand {
         switch target {
         case .inode(let inode)?:
             let r = try Resolver.resolve(options)
-            if verbose { note(r) }
+            if verbose { note(r); noteFacts(r.map, inode) }
             let map = r.map
             if fmt == .json {
                 guard map[inode] != nil else { _ = try map.peerOwners(of: inode); return }
@@ -203,6 +304,7 @@ struct KPeerCommand: ParsableCommand {
             let r = try Resolver.resolve(options, boundFiles: true)
             if verbose { note(r) }
             let answer = try PathQuery.answer(path, in: r)
+            if verbose { noteFacts(r.map, answer.listener.inode) }
             if fmt == .json {
                 write(JSON.pathDocument(answer, map: r.map, ownNetns: r.ownNetns))
             } else if answer.clients.isEmpty {
@@ -221,7 +323,8 @@ struct KPeerCommand: ParsableCommand {
                 case .json: write(JSON.document(map, ownNetns: r.ownNetns))
                 case .dump: write(Render.dump(map, pid: pid))
                 case .dot: write(Dot.graph(map, ownNetns: r.ownNetns))
-                case .table: write(Render.table(map, ownNetns: r.ownNetns))
+                case .table: write(extended ? Render.extendedTable(map, ownNetns: r.ownNetns)
+                                            : Render.table(map, ownNetns: r.ownNetns))
                 }
             }
         }
@@ -236,6 +339,11 @@ struct KPeerCommand: ParsableCommand {
         if spaces.count > 1 { line += "; \(spaces.count) network namespaces" }
         if !r.skipped.isEmpty { line += "; not entered: " + r.skipped.joined(separator: "; ") }
         Output.write(line + "\n", to: 2)
+    }
+
+    /// -v with INODE or PATH: what kernel memory told about that socket.
+    func noteFacts(_ map: PeerMap, _ inode: UInt64) {
+        for line in Render.factLines(map, inode) { Output.write("kpeer: " + line + "\n", to: 2) }
     }
 
     func write(_ text: String) { Output.write(text, to: 1) }
@@ -262,6 +370,8 @@ enum Output {
 @main
 enum Main {
     static func main() {
+        // Before anything else (see Startup): no program named by the environment.
+        Startup.run(CommandLine.unsafeArgv)
         let command: KPeerCommand
         do {
             command = try KPeerCommand.parse()

@@ -1,16 +1,26 @@
+import CKPeer
 import Foundation
 import Testing
+import KPeerSystem
 
-/// SIGINT and SIGTERM while kpeer holds kernel.kptr_restrict raised: the C
-/// guard must put it back to 0 before kpeer dies of the signal. The test hook
-/// KPEER_TEST_HOLD_KPTR (Sources/CKPeer/kptr.c) keeps it raised long enough
-/// to aim; the sysctl itself is the independent truth. Needs root and a
-/// writable kptr_restrict at 0 (the VM's x_signal_* runs cover /proc/kcore).
+/// Signals while kpeer holds kernel.kptr_restrict raised: the C guard must
+/// put it back to 0 before kpeer dies of the signal, and runs take turns.
+/// kpeer has no hook to hold it raised: Tests/Reliability/churn_check.c
+/// (`signal` mode, built here) runs kpeer under ptrace and stops it at the
+/// first system call after it wrote 1, then detaches delivering the signal
+/// (or, with -w, keeps it stopped until told). The sysctl itself is the
+/// independent truth. Needs root and a writable kptr_restrict at 0 (the
+/// VM's x_signal_* runs cover /proc/kcore with the same program).
 @Suite(.serialized) struct SignalTests {
     static let sysctl = "/proc/sys/kernel/kptr_restrict"
+    static let lock = "/run/kpeer-kptr.lock"
 
     static func kptr() -> String? {
         (try? String(contentsOfFile: sysctl, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func setKptr(_ v: String) {
+        try? "\(v)\n".write(toFile: sysctl, atomically: false, encoding: .utf8)
     }
 
     /// kptr_restrict is one per machine: test runs of other checkouts (or
@@ -23,13 +33,43 @@ import Testing
         return try body()
     }
 
+    /// churn_check, built from Tests/Reliability/churn_check.c.
+    static let churnCheck: String? = {
+        let out = Support.tempDir() + "/churn_check"
+        do {
+            try Support.gcc([Support.packageRoot + "/Tests/Reliability/churn_check.c"], output: out, flags: ["-O2", "-Wall"])
+        } catch {
+            return nil
+        }
+        return out
+    }()
+
+    /// Yama's ptrace_scope 3 forbids ptrace outright.
+    static var ptraceAllowed: Bool {
+        (try? String(contentsOfFile: "/proc/sys/kernel/yama/ptrace_scope", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) != "3"
+    }
+
     static var usable: Bool {
         getuid() == 0 && kptr() == "0" && access(sysctl, W_OK) == 0
     }
 
+    static var traceable: Bool { usable && ptraceAllowed && churnCheck != nil }
+
+    /// A synthetic core, so kpeer reaches /proc/net/unix without /proc/kcore;
+    /// it is not this machine's, so a run that gets through ends with 69.
+    static func coreArgs() throws -> [String] {
+        let core = SyntheticCore()
+        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
+        let path = try core.write()
+        chmod((path as NSString).deletingLastPathComponent, 0o755)
+        chmod(path, 0o644)
+        return ["--kcore", path, "--offset", "776", "--all"]
+    }
+
     /// Starts kpeer with every signal at its default and none blocked,
     /// whatever the test runner's thread has (Process does not promise it).
-    static func spawn(_ args: [String], env: [String: String]) throws -> pid_t {
+    static func spawn(_ args: [String], env: [String: String], stderr: String = "/dev/null") throws -> pid_t {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -43,7 +83,7 @@ import Testing
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         let argv = ([Support.kpeerBinary] + args).map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
@@ -53,40 +93,129 @@ import Testing
         return pid
     }
 
-    @Test(.enabled(if: SignalTests.usable, "needs root and kernel.kptr_restrict=0, writable"),
+    /// Polls until `pid` ends, at most `seconds`: its wait status, or nil.
+    static func reap(_ pid: pid_t, within seconds: Double) -> Int32? {
+        var status: Int32 = 0
+        for _ in 0..<Int(seconds * 100) {
+            if waitpid(pid, &status, WNOHANG) == pid { return status }
+            usleep(10_000)
+        }
+        return nil
+    }
+
+    /// `churn_check signal -w SIG kpeer ARGS`: kpeer stopped (ptrace) right
+    /// after it raised kptr_restrict, until `release()`.
+    final class HeldRun {
+        let process = Process()
+        let input = Pipe()
+        let output = Pipe()
+        /// kpeer's pid, 0 if it never got there.
+        var pid: Int32 = 0
+        var line = ""
+
+        init(_ sig: Int32, _ args: [String]) throws {
+            process.executableURL = URL(fileURLWithPath: SignalTests.churnCheck!)
+            process.arguments = ["signal", "-w", String(sig), Support.kpeerBinary] + args
+            process.standardInput = input
+            process.standardOutput = output
+            try process.run()
+            // Our ends stay ours: a kpeer spawned meanwhile must not hold
+            // churn_check's stdin open (or its stdout).
+            for h in [input.fileHandleForWriting, output.fileHandleForReading] {
+                _ = fcntl(h.fileDescriptor, F_SETFD, FD_CLOEXEC)
+            }
+            line = Self.readLine(output)
+            if line.hasPrefix("raised "), let p = Int32(line.dropFirst(7).trimmingCharacters(in: .whitespacesAndNewlines)) {
+                pid = p
+            }
+        }
+
+        static func readLine(_ pipe: Pipe) -> String {
+            var text = ""
+            while !text.hasSuffix("\n") {
+                let chunk = pipe.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            return text
+        }
+
+        /// Lets kpeer go with the signal; churn_check's verdict (0: died of
+        /// it) and its report line.
+        func release() -> (status: Int32, report: String) {
+            try? input.fileHandleForWriting.write(contentsOf: Data("\n".utf8))
+            try? input.fileHandleForWriting.close()
+            let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, report)
+        }
+
+        deinit {
+            if process.isRunning { _ = release() }
+        }
+    }
+
+    // MARK: a signal while raised
+
+    @Test(.enabled(if: SignalTests.traceable, "needs root, kernel.kptr_restrict=0 writable, ptrace and gcc"),
           arguments: [SIGINT, SIGTERM, SIGHUP, SIGALRM, SIGUSR1, SIGXFSZ, 40 /* a real-time signal */])
     func aSignalWhileRaisedRestoresKptrRestrict(_ sig: Int32) throws {
         try Self.exclusively { try aSignalWhileRaisedRestoresKptrRestrictLocked(sig) }
     }
 
     func aSignalWhileRaisedRestoresKptrRestrictLocked(_ sig: Int32) throws {
-        // A synthetic core, so kpeer reaches /proc/net/unix without /proc/kcore.
-        let core = SyntheticCore()
-        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
-        let path = try core.write()
-        let env = ProcessInfo.processInfo.environment.merging(["KPEER_TEST_HOLD_KPTR": "30"]) { $1 }
-        let pid = try Self.spawn(["--kcore", path, "--offset", "776", "--all"], env: env)
-        var status: Int32 = 0
-        var reaped = false
-        // Whatever happens, the machine gets its 0 back.
-        defer {
-            if !reaped { kill(pid, SIGKILL); waitpid(pid, &status, 0) }
-            if Self.kptr() != "0" { try? "0\n".write(toFile: Self.sysctl, atomically: false, encoding: .utf8) }
-        }
-        var seen = false
-        for _ in 0..<1000 {
-            if Self.kptr() == "1" { seen = true; break }
-            if waitpid(pid, &status, WNOHANG) == pid { reaped = true; break }
-            usleep(10_000)
-        }
-        try #require(seen, "kpeer never raised kptr_restrict (status \(status))")
-        kill(pid, sig)
-        waitpid(pid, &status, 0)
-        reaped = true
-        // Died of that very signal (WIFSIGNALED, WTERMSIG), after the restore.
-        #expect(status & 0x7f == sig, "wait status \(status)")
+        defer { if Self.kptr() != "0" { Self.setKptr("0") } }
+        let r = try Support.run(Self.churnCheck!, ["signal", String(sig), Support.kpeerBinary] + Self.coreArgs())
+        // churn_check: kpeer died of that very signal, kptr_restrict 0 after.
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("died of it, kptr_restrict 0 afterwards"), "\(r.stdout) \(r.stderr)")
         #expect(Self.kptr() == "0")
     }
+
+    /// An administrator who sets kptr_restrict while kpeer has it raised
+    /// keeps that value: the guard puts 0 back only over its own 1.
+    @Test(.enabled(if: SignalTests.traceable, "needs root, kernel.kptr_restrict=0 writable, ptrace and gcc"))
+    func aSignalLeavesAnAdministratorsValue() throws {
+        try Self.exclusively { try aSignalLeavesAnAdministratorsValueLocked() }
+    }
+
+    func aSignalLeavesAnAdministratorsValueLocked() throws {
+        defer { if Self.kptr() != "0" { Self.setKptr("0") } }
+        let held = try HeldRun(SIGTERM, try Self.coreArgs())
+        try #require(held.pid > 0, "kpeer never raised kptr_restrict: \(held.line)")
+        #expect(Self.kptr() == "1")
+        Self.setKptr("2")
+        let (status, report) = held.release()
+        #expect(status == 0, "\(report)")  // died of SIGTERM
+        #expect(Self.kptr() == "2", "\(report)")
+    }
+
+    // MARK: no test hook in the product
+
+    /// The old hook (KPEER_TEST_HOLD_KPTR=N: sleep N s with kptr_restrict
+    /// raised and the lock held) is gone: not in the binary, and setting it
+    /// delays nothing.
+    @Test func theHoldHookIsNotInTheBinary() throws {
+        let bytes = try #require(FileManager.default.contents(atPath: Support.kpeerBinary))
+        #expect(bytes.range(of: Data("KPEER_TEST_HOLD_KPTR".utf8)) == nil)
+    }
+
+    @Test(.enabled(if: SignalTests.usable, "needs root and kernel.kptr_restrict=0, writable"))
+    func theHoldHookDelaysNothing() throws {
+        try Self.exclusively { try theHoldHookDelaysNothingLocked() }
+    }
+
+    func theHoldHookDelaysNothingLocked() throws {
+        defer { if Self.kptr() != "0" { Self.setKptr("0") } }
+        let env = ProcessInfo.processInfo.environment.merging(["KPEER_TEST_HOLD_KPTR": "30"]) { $1 }
+        let pid = try Self.spawn(try Self.coreArgs(), env: env)
+        let status = Self.reap(pid, within: 10)
+        if status == nil { kill(pid, SIGKILL); _ = Self.reap(pid, within: 10) }
+        #expect(status.map { $0 >> 8 & 0xff } == 69, "wait status \(status.map(String.init) ?? "none: still running after 10 s")")
+        #expect(Self.kptr() == "0")
+    }
+
+    // MARK: plain runs
 
     /// As nobody kpeer stops before it would touch kptr_restrict: one line, 77.
     @Test(.enabled(if: SignalTests.usable, "needs root and kernel.kptr_restrict=0, writable"))
@@ -95,71 +224,184 @@ import Testing
     }
 
     func nobodyCannotRaiseKptrRestrictLocked() throws {
-        let core = SyntheticCore()
-        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
-        let path = try core.write()
-        chmod((path as NSString).deletingLastPathComponent, 0o755)
-        chmod(path, 0o644)
-        let r = try Support.run(try #require(Support.which("setpriv")),
-                                BadInputTests.asNobody + ["--kcore", path, "--offset", "776", "--all"])
+        let r = try Support.run(try #require(Support.which("setpriv")), BadInputTests.asNobody + Self.coreArgs())
         BadInputTests.expectOneLine(r, status: 77, mentions: ["root"], "nobody: --kcore FILE")
         #expect(Self.kptr() == "0")
     }
 
-    /// Without a signal the hook only delays: kpeer finishes and restores.
-    /// The core is valid but not this machine's: one line, status 69.
+    /// The core is valid but not this machine's: one line, status 69, and
+    /// kptr_restrict back at 0.
     @Test(.enabled(if: SignalTests.usable, "needs root and kernel.kptr_restrict=0, writable"))
     func aCoreOfAnotherMachineIsUnavailableAndRestores() throws {
         try Self.exclusively { try aCoreOfAnotherMachineIsUnavailableAndRestoresLocked() }
     }
 
     func aCoreOfAnotherMachineIsUnavailableAndRestoresLocked() throws {
-        let core = SyntheticCore()
-        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
-        let env = ProcessInfo.processInfo.environment.merging(["KPEER_TEST_HOLD_KPTR": "1"]) { $1 }
-        let r = try Support.run(Support.kpeerBinary, ["--kcore", try core.write(), "--offset", "776", "--all"], environment: env)
+        let r = try Support.run(Support.kpeerBinary, try Self.coreArgs())
         BadInputTests.expectOneLine(r, status: 69, mentions: ["outside kernel memory"], "--kcore of another machine")
         #expect(Self.kptr() == "0")
     }
 
-    /// Two runs at once: while one holds kptr_restrict raised, a second one
-    /// waits for it (a lock in /run) instead of reading along and seeing
-    /// the addresses hashed again the moment the first restores.
-    @Test(.enabled(if: SignalTests.usable && FileManager.default.fileExists(atPath: "/run"),
-                   "needs root, kernel.kptr_restrict=0 writable, and /run"))
+    // MARK: runs take turns
+
+    /// Two runs at once: while one holds kptr_restrict raised (stopped
+    /// there), a second one waits for it (a lock in /run) instead of reading
+    /// along and seeing the addresses hashed again the moment the first
+    /// restores.
+    @Test(.enabled(if: SignalTests.traceable && FileManager.default.fileExists(atPath: "/run"),
+                   "needs root, kernel.kptr_restrict=0 writable, ptrace, gcc and /run"))
     func aSecondRunWaitsForTheFirst() throws {
         try Self.exclusively { try aSecondRunWaitsForTheFirstLocked() }
     }
 
     func aSecondRunWaitsForTheFirstLocked() throws {
-        let core = SyntheticCore()
-        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
-        let path = try core.write()
-        let args = ["--kcore", path, "--offset", "776", "--all"]
-        let env = ProcessInfo.processInfo.environment
-        let first = try Self.spawn(args, env: env.merging(["KPEER_TEST_HOLD_KPTR": "30"]) { $1 })
-        var status: Int32 = 0
+        let args = try Self.coreArgs()
         var second: pid_t = 0
         defer {
-            kill(first, SIGKILL); waitpid(first, &status, 0)
-            if second > 0 { kill(second, SIGKILL); waitpid(second, &status, 0) }
-            if Self.kptr() != "0" { try? "0\n".write(toFile: Self.sysctl, atomically: false, encoding: .utf8) }
+            if second > 0 { kill(second, SIGKILL); _ = Self.reap(second, within: 10) }
+            if Self.kptr() != "0" { Self.setKptr("0") }
         }
-        var seen = false
-        for _ in 0..<1000 where !seen {
-            seen = Self.kptr() == "1"
-            if !seen { usleep(10_000) }
-        }
-        try #require(seen, "the first run never raised kptr_restrict")
-        second = try Self.spawn(args, env: env)
+        let first = try HeldRun(SIGTERM, args)
+        try #require(first.pid > 0, "the first run never raised kptr_restrict: \(first.line)")
+        let errPath = Support.tempDir() + "/second.err"
+        second = try Self.spawn(args, env: ProcessInfo.processInfo.environment, stderr: errPath)
         usleep(500_000)
+        var status: Int32 = 0
         #expect(waitpid(second, &status, WNOHANG) == 0, "the second run did not wait for the first")
-        kill(first, SIGTERM)
-        waitpid(first, &status, 0)
-        // Then the second runs on its own: raises, reads, restores.
-        #expect(waitpid(second, &status, 0) == second)
-        second = 0
-        #expect(status >> 8 & 0xff == 69, "wait status \(status)")
+        let released = Date()
+        let (verdict, report) = first.release()
+        #expect(verdict == 0, "\(report)")  // the first died of SIGTERM
+        // Then the second runs on its own: raises, reads, restores, and
+        // answers as a lone run does (not "another kpeer ...").
+        let done = Self.reap(second, within: 30)
+        if done != nil { second = 0 }
+        #expect(Date().timeIntervalSince(released) < 5)
+        #expect(done.map { $0 >> 8 & 0xff } == 69, "wait status \(done.map(String.init) ?? "none")")
+        let err = Self.contents(errPath)
+        #expect(err.contains("outside kernel memory"), "\(err)")
         #expect(Self.kptr() == "0")
+    }
+
+    /// The wait is bounded: a first run that keeps the lock (stopped, here)
+    /// makes the second give up after KP_KPTR_LOCK_WAIT_MS with one line
+    /// that names it, instead of hanging.
+    @Test(.enabled(if: SignalTests.traceable && FileManager.default.fileExists(atPath: "/run"),
+                   "needs root, kernel.kptr_restrict=0 writable, ptrace, gcc and /run"))
+    func aSecondRunGivesUpOnAStuckFirst() throws {
+        try Self.exclusively { try aSecondRunGivesUpOnAStuckFirstLocked() }
+    }
+
+    func aSecondRunGivesUpOnAStuckFirstLocked() throws {
+        defer { if Self.kptr() != "0" { Self.setKptr("0") } }
+        let args = try Self.coreArgs()
+        let first = try HeldRun(SIGTERM, args)
+        try #require(first.pid > 0, "the first run never raised kptr_restrict: \(first.line)")
+        let start = Date()
+        // At most 10 s of waiting and then the answer: Support.run returns.
+        let r = try Support.run(Support.kpeerBinary, args)
+        let took = Date().timeIntervalSince(start)
+        _ = first.release()
+        BadInputTests.expectOneLine(r, status: 69, mentions: ["another kpeer (pid \(first.pid))", Self.lock, "kill \(first.pid)"],
+                                    "a stuck first run")
+        #expect(took >= Double(KP_KPTR_LOCK_WAIT_MS) / 1000 - 0.5 && took < 30, "took \(took) s")
+        #expect(Self.kptr() == "0")
+    }
+
+    // MARK: the C guard on files of the test's own (kp_kptr_set_path)
+
+    /// Points the guard at a sysctl file and a lock file of the test's own
+    /// for `body`, then back at the real ones. (The paths are kept, not
+    /// copied, by the C side: strdup'ed and left.)
+    static func withGuardFiles<T>(value: String, lockMode: mode_t? = 0o600, _ body: (_ file: String, _ lock: String) throws -> T) throws -> T {
+        let dir = Support.tempDir()
+        let file = dir + "/kptr_restrict", lockFile = dir + "/kpeer-kptr.lock"
+        try "\(value)\n".write(toFile: file, atomically: false, encoding: .utf8)
+        if let lockMode {
+            close(open(lockFile, O_RDWR | O_CREAT, 0o600))
+            chmod(lockFile, lockMode)
+        }
+        kp_kptr_set_path(strdup(file))
+        kp_kptr_set_lock_path(strdup(lockFile))
+        defer {
+            kp_kptr_set_path(strdup(sysctl))
+            kp_kptr_set_lock_path(strdup(lock))
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        return try body(file, lockFile)
+    }
+
+    static func contents(_ path: String) -> String {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// kp_kptr_restore puts 0 back over its own 1, and leaves any other
+    /// value set meanwhile.
+    @Test(.enabled(if: getuid() == 0, "the lock file must be root's"))
+    func theRestoreLeavesAnAdministratorsValue() throws {
+        try Self.withGuardFiles(value: "0") { file, _ in
+            var previous: Int32 = -1
+            #expect(kp_kptr_raise(&previous) == 0)
+            #expect(previous == 0 && Self.contents(file) == "1")
+            #expect(kp_kptr_restore() == 0)
+            #expect(Self.contents(file) == "0")  // its own 1: put back
+
+            #expect(kp_kptr_raise(&previous) == 0)
+            #expect(Self.contents(file) == "1")
+            try "2\n".write(toFile: file, atomically: false, encoding: .utf8)  // the administrator
+            #expect(kp_kptr_restore() == 0)
+            #expect(Self.contents(file) == "2")
+        }
+    }
+
+    /// A lock file kpeer may not trust (others may write it, it is not
+    /// root's, not a regular file, or a link) is refused with one line that
+    /// says what to do; kptr_restrict is not touched.
+    @Test(.enabled(if: getuid() == 0, "needs root to make root's and others' files"),
+          arguments: ["group-writable", "world-writable", "nobody's", "symlink", "directory", "fifo", "hard link"])
+    func anUntrustedLockFileIsRefused(_ kind: String) throws {
+        try Self.withGuardFiles(value: "0", lockMode: nil) { file, lock in
+            let dir = (lock as NSString).deletingLastPathComponent
+            switch kind {
+            case "group-writable", "world-writable", "nobody's":
+                close(open(lock, O_RDWR | O_CREAT, 0o600))
+                chmod(lock, kind == "group-writable" ? 0o620 : kind == "world-writable" ? 0o606 : 0o600)
+                if kind == "nobody's" { chown(lock, 65534, 65534) }
+            case "symlink":
+                close(open(dir + "/elsewhere", O_RDWR | O_CREAT, 0o600))
+                symlink(dir + "/elsewhere", lock)
+            case "directory":
+                mkdir(lock, 0o700)
+            case "fifo":
+                mkfifo(lock, 0o600)
+            default:  // a second name of another root file
+                close(open(dir + "/elsewhere", O_RDWR | O_CREAT, 0o600))
+                link(dir + "/elsewhere", lock)
+            }
+            var previous: Int32 = -1
+            #expect(kp_kptr_raise(&previous) == Int32(KP_KPTR_BADLOCK), "\(kind)")
+            #expect(Self.contents(file) == "0", "\(kind)")
+            do throws(KPeerError) {
+                _ = try KptrRestrict.withAddressesVisible { () throws(KPeerError) in 0 }
+                Issue.record("\(kind): used")
+            } catch {
+                #expect(error.kind == .unavailable && error.exitStatus == 69)
+                #expect(!error.description.contains("\n") && error.description.contains("rm \(lock)"), "\(error)")
+            }
+            kp_kptr_restore()
+        }
+    }
+
+    /// The lock file of a run: root's, 0600, with the holder's pid.
+    @Test(.enabled(if: getuid() == 0, "the lock file must be root's"))
+    func theHolderWritesItsPid() throws {
+        try Self.withGuardFiles(value: "0", lockMode: nil) { file, lock in
+            var previous: Int32 = -1
+            #expect(kp_kptr_raise(&previous) == 0)
+            #expect(Self.contents(lock) == String(getpid()))
+            var st = stat()
+            #expect(stat(lock, &st) == 0 && st.st_mode & 0o777 == 0o600 && st.st_uid == 0)
+            #expect(kp_kptr_restore() == 0)
+            #expect(Self.contents(file) == "0")
+        }
     }
 }

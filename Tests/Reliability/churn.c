@@ -5,7 +5,11 @@
 //   churn DIR SECONDS [WORKERS [RATE]]
 //
 // RATE (default 1000) paces each worker to that many rounds a second; a
-// round makes one connection to the next worker and one socketpair.
+// round makes one connection to the next worker and one socketpair, so a
+// worker holds 4 new sockets a round and each lives HOLD/4 rounds
+// (churn_check pace chooses RATE from a measured kpeer run). Workers stop
+// after SECONDS, or earlier once DIR/stop exists (the test says when it has
+// run kpeer enough, instead of guessing how long that takes).
 // WORKERS processes form a ring: each listens on an abstract name, connects
 // to the next one's listener and accepts the previous one's connections, and
 // makes socketpairs (stream, datagram, seqpacket) of its own. Each keeps a
@@ -40,7 +44,8 @@
 #include <unistd.h>
 
 #define MAXW 16
-#define HOLD 48  // open sockets per worker: a crowd for kpeer, bounded
+#include "churn.h"
+#define HOLD CHURN_HOLD
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -101,7 +106,9 @@ static int worker(const char *dir, int parent, int i, int n, int listener, const
     static const int pair_types[] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
     unsigned long iter = 0;
     uint64_t begin = now_ns();
-    while (now_ns() < deadline) {
+    char stop[4096];
+    snprintf(stop, sizeof stop, "%s/stop", dir);
+    while (now_ns() < deadline && access(stop, F_OK) != 0) {
         iter++;
         // Ahead of the pace: wait (a round takes microseconds).
         while ((double)(now_ns() - begin) * rate / 1e9 < (double)iter) usleep(500);

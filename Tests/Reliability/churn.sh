@@ -1,22 +1,22 @@
 #!/bin/bash
 # Churn on this machine: churn (Tests/Reliability/churn.c) opens and closes
-# unix connections across processes for CHURN_SECONDS while kpeer --dump and
-# kpeer --all run again and again (each killed after 20 s), then churn_check
-# judges every answer against churn's own log (see churn_check.c), and once
-# more with one false link planted, which it must catch.
+# unix connections across processes while kpeer --dump and kpeer --all run
+# CHURN_PAIRS times each, then churn_check judges every answer against
+# churn's own log (see churn_check.c), and once more with one false link
+# planted, which it must catch. Churn is paced from a measured kpeer run
+# (churn_check pace): a churn socket lives 4 kpeer runs, so every run sees a
+# quarter of them turn over and must still answer about a floor of them,
+# on a fast machine or a slow one.
 #
-# Env: KPEER_BIN (default .build-rel/debug/kpeer), CHURN_SECONDS (30),
-# CHURN_WORKERS (4), CHURN_RATE (rounds a second per worker, 1000: each
-# makes a connection across processes and a socketpair), CHURN_RUNS (at most this many kpeer runs, 400),
-# KPEER_ARGS (extra arguments, e.g. "--method netlink").
+# Env: KPEER_BIN (default .build-rel/debug/kpeer), CHURN_WORKERS (4),
+# CHURN_PAIRS (100), CHURN_RATE (rounds a second per worker: overrides the
+# measured pace), KPEER_ARGS (extra arguments, e.g. "--method netlink").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 KPEER_BIN=${KPEER_BIN:-$root/.build-rel/debug/kpeer}
-CHURN_SECONDS=${CHURN_SECONDS:-30}
 CHURN_WORKERS=${CHURN_WORKERS:-4}
-CHURN_RATE=${CHURN_RATE:-1000}
-CHURN_RUNS=${CHURN_RUNS:-400}
+CHURN_PAIRS=${CHURN_PAIRS:-100}
 read -r -a extra <<< "${KPEER_ARGS:-}"
 
 [ -x "$KPEER_BIN" ] || { echo "churn: no kpeer at $KPEER_BIN" >&2; exit 2; }
@@ -26,23 +26,30 @@ gcc -O2 -Wall -Werror -o "$bin/churn" "$here/churn.c"
 gcc -O2 -Wall -Werror -o "$bin/churn_check" "$here/churn_check.c"
 
 work=$(mktemp -d /tmp/kpeer-churn.XXXXXX)
-trap 'rm -rf "$work" "$work.neg"' EXIT
+churn_pid=
+trap '[ -n "$churn_pid" ] && kill "$churn_pid" 2> /dev/null; rm -rf "$work" "$work.neg"' EXIT
 t0=$(date +%s)
-"$bin/churn" "$work" "$CHURN_SECONDS" "$CHURN_WORKERS" "$CHURN_RATE" > "$work/ready" &
+read -r rate settle floor limit took <<< "$("$bin/churn_check" pace "$CHURN_WORKERS" "$KPEER_BIN" "${extra[@]}" --dump)"
+rate=${CHURN_RATE:-$rate}
+echo "churn: kpeer --dump took up to ${took} s; churn at $rate rounds/s per worker, settle ${settle} s, floor $floor answers a run"
+# Churn runs until told to stop (DIR/stop); its own limit is a backstop.
+"$bin/churn" "$work" 3600 "$CHURN_WORKERS" "$rate" > "$work/ready" &
 churn_pid=$!
-for _ in $(seq 100); do grep -q ready "$work/ready" && break; sleep 0.05; done
-grep -q ready "$work/ready" || { echo "churn: the helper did not start" >&2; exit 1; }
-
-# Stop a second before churn does, so every run sees churn at work.
-end=$((t0 + CHURN_SECONDS - 1))
+while ! grep -q ready "$work/ready"; do
+    kill -0 "$churn_pid" 2> /dev/null || { echo "churn: the helper did not start" >&2; exit 1; }
+    sleep 0.05
+done
+sleep "$settle"
 i=0
-while [ "$(date +%s)" -lt "$end" ] && [ $i -lt "$CHURN_RUNS" ]; do
-    "$bin/churn_check" run "$work" $i dump 20 "$KPEER_BIN" "${extra[@]}" --dump
-    "$bin/churn_check" run "$work" $((i + 1)) all 20 "$KPEER_BIN" "${extra[@]}" --all
+while [ $i -lt $((2 * CHURN_PAIRS)) ]; do
+    "$bin/churn_check" run "$work" $i dump "$limit" "$KPEER_BIN" "${extra[@]}" --dump
+    "$bin/churn_check" run "$work" $((i + 1)) all "$limit" "$KPEER_BIN" "${extra[@]}" --all
     i=$((i + 2))
 done
+touch "$work/stop"
 wait "$churn_pid" || { echo "churn: the helper failed" >&2; exit 1; }
-"$bin/churn_check" judge "$work"
+churn_pid=
+"$bin/churn_check" judge "$work" "$floor"
 
 # The judge must be able to fail: two listeners of churn were never
 # connected to each other; a --dump line saying so must be caught.
@@ -53,4 +60,12 @@ if "$bin/churn_check" judge "$work.neg" > /dev/null 2>&1; then
     echo "churn: the judge missed a planted false link" >&2
     exit 1
 fi
-echo "churn: $i kpeer runs in $(($(date +%s) - t0)) s; the planted false link was caught"
+# Nor may it let a kpeer that answers almost nothing pass: each run cut to
+# its first line must fall below the floor.
+rm -rf "$work.neg" && cp -r "$work" "$work.neg"
+for f in "$work.neg"/run.*.out; do head -n 2 "$f" > "$f.cut"; mv "$f.cut" "$f"; done
+if "$bin/churn_check" judge "$work.neg" "$floor" > /dev/null 2>&1; then
+    echo "churn: the judge let runs with almost no answers pass the floor" >&2
+    exit 1
+fi
+echo "churn: $i kpeer runs in $(($(date +%s) - t0)) s; a planted false link and a starved run were both caught"

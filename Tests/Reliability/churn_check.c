@@ -7,18 +7,34 @@
 //       killing it after SECONDS; writes DIR/run.N.meta "KIND START END STATUS"
 //       (CLOCK_REALTIME ns; STATUS 124 when killed for time, 128+sig for a
 //       signal). KIND is dump (kpeer --dump) or all (kpeer --all).
-//   churn_check judge DIR
+//   churn_check pace WORKERS CMD ARGS...
+//       runs CMD (a kpeer run like the ones to be judged) 3 times and prints
+//       "RATE SETTLE FLOOR LIMIT T": the churn rate (rounds a second per
+//       worker) at which a churn socket lives PACE_LIVES times the slowest
+//       of those runs, so most sockets outlive a run while a 1/PACE_LIVES of
+//       them turns over during it, on a slow machine or a fast one; how long
+//       to let churn fill its sockets first (s); the fewest answers about
+//       churn's sockets each successful run must give (judge's FLOOR); the
+//       time after which a run counts as hung (s); and the measured T (s).
+//   churn_check judge DIR [FLOOR]
 //       exit 0 iff every run ended with a documented status (one stderr
 //       line and no stdout when not 0), and every link a run reported
 //       between sockets churn made is one churn made, alive at some moment of
 //       that run: --dump's socket:peer_socket pairs (or client:listener while
 //       pending), and --all's peer processes (a process holding a socket that
-//       was connected to that row's socket, or the listener it waited on).
-//   churn_check signal SIG CMD ARGS...
-//       runs CMD (with KPEER_TEST_HOLD_KPTR=30 and SIGINT/SIGTERM at their
-//       defaults, which an `&` in sh would not give), waits until
-//       kernel.kptr_restrict reads 1, sends SIG (INT or TERM), and exits 0
-//       iff CMD died of SIG and kptr_restrict reads 0 again.
+//       was connected to that row's socket, or the listener it waited on);
+//       and each kind (dump, all) had a successful run, with at least FLOOR
+//       answers about churn's sockets per successful run on average (FLOOR
+//       0: a stress run, judged on correctness alone; default 1).
+//   churn_check signal [-w] SIG CMD ARGS...
+//       runs CMD under ptrace (every signal at its default, which an `&` in
+//       sh would not give) from system call to system call until
+//       kernel.kptr_restrict reads 1 while it is stopped, detaches
+//       delivering SIG (INT, TERM, HUP, ALRM, USR1, XFSZ, RTMIN+N, a number)
+//       and exits 0 iff CMD died of SIG and kptr_restrict reads 0 again.
+//       -w: prints "raised PID" and keeps CMD stopped there until a line or
+//       EOF on stdin; then exits 0 iff CMD died of SIG (the caller judges
+//       kptr_restrict, which it may have changed meanwhile).
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -31,6 +47,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "churn.h"
 
 #define FOREVER UINT64_MAX
 
@@ -77,6 +95,51 @@ static int run(const char *dir, const char *n, const char *kind, double seconds,
     if (!m) return 1;
     fprintf(m, "%s %llu %llu %d\n", kind, (unsigned long long)start, (unsigned long long)end, status);
     fclose(m);
+    return 0;
+}
+
+// ---- pace: churn's rate from a measured run ----
+
+// A churn socket lives this many times the slowest measured kpeer run.
+#define PACE_LIVES 4
+
+static int pace(int workers, char **cmd) {
+    if (workers < 1) { fprintf(stderr, "churn_check: pace needs WORKERS >= 1\n"); return 64; }
+    uint64_t slowest = 0;
+    for (int i = 0; i < 3; i++) {
+        uint64_t start = now_ns();
+        pid_t pid = fork();
+        if (pid < 0) return 1;
+        if (pid == 0) {
+            int null = open("/dev/null", O_WRONLY);
+            if (null < 0) _exit(127);
+            dup2(null, 1);
+            dup2(null, 2);
+            execvp(cmd[0], cmd);
+            _exit(127);
+        }
+        int st = 0;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "churn_check: pace: %s failed (status 0x%x)\n", cmd[0], st);
+            return 1;
+        }
+        uint64_t took = now_ns() - start;
+        if (took > slowest) slowest = took;
+    }
+    double t = (double)slowest / 1e9;
+    double rounds_per_life = (double)CHURN_HOLD / CHURN_SOCKETS_PER_ROUND;
+    double rate = rounds_per_life / (PACE_LIVES * t);
+    if (rate > 1000) rate = 1000;  // churn's own ceiling: a round takes microseconds
+    double life = rounds_per_life / rate;
+    // Full FIFOs after one lifetime; half as much again for the accept side.
+    double settle = 1.5 * life;
+    // Of WORKERS*HOLD sockets, about (1 - 1/PACE_LIVES) outlive a run and
+    // each gives an answer; an eighth of the population leaves room for
+    // the rest (listeners, sockets between two owners' scans).
+    long floor = (long)workers * CHURN_HOLD / 8;
+    double limit = 30 * t + 30;
+    printf("%.3f %.3f %ld %.0f %.3f\n", rate, settle, floor, limit, t);
     return 0;
 }
 
@@ -240,7 +303,7 @@ static int count_lines(const char *path) {
     return n + (last != '\n');
 }
 
-static int judge(const char *dir) {
+static int judge(const char *dir, long floor) {
     DIR *d = opendir(dir);
     if (!d) { perror(dir); return 2; }
     struct dirent *de;
@@ -256,7 +319,7 @@ static int judge(const char *dir) {
     if (npid == 0) { fprintf(stderr, "churn_check: no churn logs in %s\n", dir); return 2; }
 
     rewinddir(d);
-    long dump_checked = 0, all_checked = 0;
+    long dump_checked = 0, all_checked = 0, dump_ok = 0, all_ok = 0;
     while ((de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
         if (strncmp(de->d_name, "run.", 4) != 0 || len < 9 || strcmp(de->d_name + len - 5, ".meta") != 0) continue;
@@ -297,8 +360,8 @@ static int judge(const char *dir) {
         else if (strcmp(kind, "all") == 0) judge_all(de->d_name, f, s, e);
         else complain(de->d_name, "unknown kind", kind);
         fclose(f);
-        if (strcmp(kind, "dump") == 0) dump_checked += checked - before;
-        else all_checked += checked - before;
+        if (strcmp(kind, "dump") == 0) dump_checked += checked - before, dump_ok++;
+        else all_checked += checked - before, all_ok++;
     }
     closedir(d);
     size_t links = 0;
@@ -308,15 +371,34 @@ static int judge(const char *dir) {
            links / 2, nedge - links, runs, statuses[0], checked, dump_checked, all_checked, foreign, bad);
     for (int i = 1; i < 256; i++)
         if (statuses[i]) printf("churn_check: %ld runs exited %d\n", statuses[i], i);
-    // A test that saw nothing proves nothing.
+    printf("churn_check: answers about churn's sockets per successful run: dump %.1f (%ld runs), all %.1f (%ld runs);"
+           " floor %ld\n", dump_ok ? (double)dump_checked / dump_ok : 0.0, dump_ok,
+           all_ok ? (double)all_checked / all_ok : 0.0, all_ok, floor);
+    // FLOOR 0: a stress run, judged on correctness alone.
+    if (floor == 0) return runs == 0 || bad ? 1 : 0;
+    // A test that saw nothing proves nothing; nor does one that saw little.
     if (runs == 0 || dump_checked == 0 || all_checked == 0) {
         fprintf(stderr, "churn_check: kpeer reported nothing about churn's sockets; the test proves nothing\n");
+        return 1;
+    }
+    if (dump_checked < floor * dump_ok || all_checked < floor * all_ok) {
+        fprintf(stderr, "churn_check: fewer answers about churn's sockets than the pacing promises"
+                        " (at least %ld a run); kpeer drops answers it should give\n", floor);
         return 1;
     }
     return bad ? 1 : 0;
 }
 
 // ---- signals while kptr_restrict is raised ----
+
+// Driven from outside: kpeer runs under ptrace and is stopped at the first
+// system call after it wrote 1 (kpeer has no hook for this: nothing in the
+// product waits for a test).
+#include <sys/ptrace.h>
+
+// Syscall stops to wait through for the raise: a kpeer run makes a few
+// thousand; this only bounds a run that never raises.
+#define SIGNAL_MAX_STOPS 10000000L
 
 static int read_kptr(void) {
     int fd = open("/proc/sys/kernel/kptr_restrict", O_RDONLY);
@@ -327,42 +409,120 @@ static int read_kptr(void) {
     return n == 1 ? c - '0' : -1;
 }
 
-static int signal_test(const char *name, char **cmd) {
-    int sig = strcmp(name, "INT") == 0 ? SIGINT : strcmp(name, "TERM") == 0 ? SIGTERM : 0;
-    if (!sig) { fprintf(stderr, "churn_check: signal INT or TERM\n"); return 64; }
-    if (read_kptr() != 0) { fprintf(stderr, "churn_check: kptr_restrict is not 0 to begin with\n"); return 1; }
+// INT, SIGINT, TERM, HUP, ALRM, USR1, USR2, XFSZ, QUIT, PIPE, RTMIN+N, or a number.
+static int signal_number(const char *name) {
+    static const struct { const char *name; int sig; } names[] = {
+        {"INT", SIGINT}, {"TERM", SIGTERM}, {"HUP", SIGHUP}, {"ALRM", SIGALRM}, {"USR1", SIGUSR1},
+        {"USR2", SIGUSR2}, {"XFSZ", SIGXFSZ}, {"QUIT", SIGQUIT}, {"PIPE", SIGPIPE}, {"XCPU", SIGXCPU},
+    };
+    if (strncmp(name, "SIG", 3) == 0) name += 3;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i].name) == 0) return names[i].sig;
+    if (strncmp(name, "RTMIN+", 6) == 0) {
+        int n = atoi(name + 6);
+        return SIGRTMIN + n <= SIGRTMAX ? SIGRTMIN + n : 0;
+    }
+    char *end;
+    long n = strtol(name, &end, 10);
+    return *name && !*end && n > 0 && n < NSIG && n != SIGKILL && n != SIGSTOP ? (int)n : 0;
+}
+
+// Starts CMD traced (stdout to /dev/null, every signal at its default and
+// unblocked, which an `&` in sh would not give) and runs it from syscall
+// stop to syscall stop until kernel.kptr_restrict reads 1 at one of them.
+// Returns the pid, stopped there, or -1 (said why; CMD is gone).
+static pid_t run_until_raised(char **cmd, long *stops) {
     pid_t pid = fork();
-    if (pid < 0) return 1;
+    if (pid < 0) { perror("churn_check: fork"); return -1; }
     if (pid == 0) {
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        setenv("KPEER_TEST_HOLD_KPTR", "30", 1);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);  // EINVAL for KILL, STOP: fine
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        execvp(cmd[0], cmd);
+        if (null >= 0) dup2(null, 1);
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) { perror("churn_check: PTRACE_TRACEME"); _exit(126); }
+        execvp(cmd[0], cmd);  // stops here with SIGTRAP for the tracer
         _exit(127);
     }
-    int st = 0, raised = 0;
-    for (int i = 0; i < 3000 && !raised; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "churn_check: %s ended (status 0x%x) before raising kptr_restrict\n", cmd[0], st);
-            return 1;
-        }
-        raised = read_kptr() == 1;
-        if (!raised) usleep(10000);
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
+        fprintf(stderr, "churn_check: %s did not start traced (status 0x%x)\n", cmd[0], st);
+        if (!WIFEXITED(st) && !WIFSIGNALED(st)) { kill(pid, SIGKILL); waitpid(pid, &st, 0); }
+        return -1;
     }
-    if (!raised) {
+    // EXITKILL: should churn_check die, so does CMD. TRACEEXEC: kpeer's own
+    // re-exec (a clean environment) is an event stop, not a SIGTRAP.
+    long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL;
+    if (ptrace(PTRACE_SETOPTIONS, pid, NULL, (void *)opts) != 0) {
+        perror("churn_check: PTRACE_SETOPTIONS");
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
-        fprintf(stderr, "churn_check: kptr_restrict never read 1\n");
-        return 1;
+        return -1;
     }
-    kill(pid, sig);
+    int deliver = 0;
+    for (*stops = 0; *stops < SIGNAL_MAX_STOPS;) {
+        if (ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)deliver) != 0) { perror("churn_check: PTRACE_SYSCALL"); break; }
+        deliver = 0;
+        if (waitpid(pid, &st, 0) != pid) { perror("churn_check: waitpid"); break; }
+        if (WIFEXITED(st) || WIFSIGNALED(st)) {
+            fprintf(stderr, "churn_check: %s ended (status 0x%x) before raising kptr_restrict, after %ld syscall stops\n",
+                    cmd[0], st, *stops);
+            return -1;
+        }
+        if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {  // a syscall stop (TRACESYSGOOD)
+            ++*stops;
+            if (read_kptr() == 1) return pid;
+        } else if (st >> 16 == 0) {
+            deliver = WSTOPSIG(st);  // a signal for CMD: pass it on
+        }                            // an event stop (exec): nothing to pass
+    }
+    if (*stops >= SIGNAL_MAX_STOPS)
+        fprintf(stderr, "churn_check: kptr_restrict never read 1 in %ld syscall stops of %s\n", *stops, cmd[0]);
+    kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
+    return -1;
+}
+
+static int signal_test(const char *name, char **cmd) {
+    // -w: hold CMD stopped with kptr_restrict raised, print "raised PID",
+    // and go on only once stdin has a line or ends; the caller judges the
+    // sysctl (it may change it meanwhile).
+    int hold = strcmp(name, "-w") == 0;
+    if (hold) name = *cmd++;
+    int sig = name ? signal_number(name) : 0;
+    if (!sig || !cmd[0]) {
+        fprintf(stderr, "churn_check: signal [-w] SIG CMD... (SIG: INT, TERM, HUP, ..., RTMIN+N or a number)\n");
+        return 64;
+    }
+    if (read_kptr() != 0) { fprintf(stderr, "churn_check: kptr_restrict is not 0 to begin with\n"); return 1; }
+    // A backstop: a CMD stuck in a system call must not hang the test
+    // (EXITKILL takes it along).
+    alarm(hold ? 600 : 120);
+    long stops = 0;
+    pid_t pid = run_until_raised(cmd, &stops);
+    if (pid < 0) return 1;
+    if (hold) {
+        printf("raised %d\n", (int)pid);
+        fflush(stdout);
+        char c;
+        while (read(0, &c, 1) == 1 && c != '\n') {}
+    }
+    // The signal goes with the detach, into the stopped system call.
+    if (ptrace(PTRACE_DETACH, pid, NULL, (void *)(long)sig) != 0) {
+        perror("churn_check: PTRACE_DETACH");
+        kill(pid, SIGKILL);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     int after = read_kptr();
     int died = WIFSIGNALED(st) && WTERMSIG(st) == sig;
-    printf("signal %s: %s, kptr_restrict %d afterwards\n", name,
-           died ? "died of it" : WIFEXITED(st) ? "exited" : "died of another signal", after);
+    printf("signal %s: %s, kptr_restrict %d afterwards (raised at syscall stop %ld)\n", name,
+           died ? "died of it" : WIFEXITED(st) ? "exited" : "died of another signal", after, stops);
+    if (hold) return died ? 0 : 1;
     if (after != 0) {
         // Leave the machine as we found it, but fail.
         int fd = open("/proc/sys/kernel/kptr_restrict", O_WRONLY);
@@ -373,9 +533,11 @@ static int signal_test(const char *name, char **cmd) {
 
 int main(int argc, char **argv) {
     if (argc >= 7 && strcmp(argv[1], "run") == 0) return run(argv[2], argv[3], argv[4], atof(argv[5]), argv + 6);
-    if (argc == 3 && strcmp(argv[1], "judge") == 0) return judge(argv[2]);
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "judge") == 0) return judge(argv[2], argc == 4 ? atol(argv[3]) : 1);
+    if (argc >= 4 && strcmp(argv[1], "pace") == 0) return pace(atoi(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "signal") == 0) return signal_test(argv[2], argv + 3);
-    fprintf(stderr, "usage: churn_check run DIR N KIND SECONDS CMD...\n       churn_check judge DIR\n"
-                    "       churn_check signal INT|TERM CMD...\n");
+    fprintf(stderr, "usage: churn_check run DIR N KIND SECONDS CMD...\n       churn_check pace WORKERS CMD...\n"
+                    "       churn_check judge DIR [FLOOR]\n"
+                    "       churn_check signal [-w] SIG CMD...\n");
     return 64;
 }

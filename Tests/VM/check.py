@@ -195,7 +195,14 @@ for m in ["kcore", "netlink"]:
     except ValueError as e:
         check(f"json_{m}: valid JSON", False, str(e))
 if len(docs) == 2:
-    check("json: kcore and netlink give the same sockets", docs["kcore"]["sockets"] == docs["netlink"]["sockets"])
+    # "kernel" (SocketFacts) is what only kernel memory tells: the facts
+    # checks judge it; everything else must agree.
+    def plain(doc):
+        return [{k: v for k, v in s.items() if k != "kernel"} for s in doc["sockets"]]
+    check("json: kcore and netlink give the same sockets", plain(docs["kcore"]) == plain(docs["netlink"]))
+    check("json: kcore has kernel facts for every fixture socket, netlink none",
+          all(s["kernel"] is not None for s in docs["kcore"]["sockets"] if s["inode"] in fixture_inodes)
+          and all(s["kernel"] is None for s in docs["netlink"]["sockets"]))
     check("json: kcore names its offset source", docs["kcore"].get("offset", {}).get("value") == args.pahole,
           json.dumps(docs["kcore"].get("offset")))
     sj = {s["inode"]: s for s in docs["kcore"]["sockets"]}
@@ -267,6 +274,102 @@ for rid, status, needle in [("wrong_offset_plus", 70, "--find-offset"), ("wrong_
         check(f"{rid}: status {status}, nothing on stdout, one line on stderr",
               r["status"] == status and r["out"] == "" and len(err) == 1 and needle in err[0],
               f"status {r['status']}, stdout {r['out'][:300]!r}, stderr {r['err']!r}")
+
+# SocketFacts (guest.d/facts.sh): what kernel memory told, against what the
+# facts fixture made and printed (SO_PEERCRED, stat, SIOCINQ/SIOCOUTQ).
+def facts_checks():
+    t = runs.get("facts_truth")
+    if t is None:
+        return
+    truth = [l.split() for l in lines(t["out"]) if l and l[0].isalpha() and l != "ready"]
+    check("facts fixture is ready", "ready" in lines(t["out"]), t["out"][-300:] + t["err"][-300:])
+
+    def judge(rid, label):
+        r = run(rid)
+        if not r:
+            return
+        try:
+            doc = json.loads(r["out"])
+        except ValueError as e:
+            check(f"{rid}: JSON", False, f"{e}: {r['out'][:300]!r} {r['err']!r}")
+            return
+        check(f"{rid}: status 0, no kernel_unavailable", r["status"] == 0 and "kernel_unavailable" not in doc,
+              f"status {r['status']}, {doc.get('kernel_unavailable')}, {r['err']!r}")
+        by = {s["inode"]: s for s in doc.get("sockets", [])}
+
+        def k(inode):
+            return (by.get(int(inode)) or {}).get("kernel") or {}
+        for f in truth:
+            what = f[0]
+            if what == "backlog":
+                got = k(f[1]).get("backlog")
+                check(f"{label}: listener {f[1]} backlog {f[2]} of {f[3]}", got == {"pending": int(f[2]), "max": int(f[3])}, f"{got}")
+            elif what == "file":
+                got = k(f[1]).get("bound_file")
+                check(f"{label}: socket {f[1]} bound to inode {f[2]} on {f[3]}:{f[4]} (stat)",
+                      got == {"inode": int(f[2]), "device": f"{f[3]}:{f[4]}"}, f"{got}")
+            elif what == "sender":
+                senders = k(f[1]).get("senders") or []
+                want = {"inode": int(f[2]), "datagrams": int(f[4]), "bytes": int(f[5])}
+                owners = [o["pid"] for o in (by.get(int(f[2])) or {}).get("owners", [])]
+                check(f"{label}: receiver {f[1]} holds {f[4]} datagrams ({f[5]} bytes) from {f[2]}, held by pid {f[3]}",
+                      want in senders and int(f[3]) in owners, f"senders {senders}, owners of {f[2]} {owners}")
+            elif what == "queue":
+                got = k(f[1]).get("receive_queue")
+                check(f"{label}: receiver {f[1]} queue {f[2]} skbs, {f[3]} bytes",
+                      got == {"skbs": int(f[2]), "bytes": int(f[3]), "partial": False}, f"{got}")
+            elif what == "connector":
+                got = k(f[1]).get("connector")
+                check(f"{label}: socket {f[1]} connected by pid {f[2]} uid {f[3]} gid {f[4]} (SO_PEERCRED)",
+                      got == {"pid": int(f[2]), "uid": int(f[3]), "gid": int(f[4])}, f"{got}")
+            elif what == "holder":
+                owners = [o["pid"] for o in (by.get(int(f[1])) or {}).get("owners", [])]
+                check(f"{label}: socket {f[1]} held by pid {f[2]}", int(f[2]) in owners, f"{owners}")
+            elif what == "inq":
+                got = (k(f[1]).get("receive_queue") or {}).get("bytes")
+                check(f"{label}: socket {f[1]} has {f[2]} bytes to read (SIOCINQ)", got == int(f[2]), f"{got}")
+            elif what == "outq":
+                got = k(f[1]).get("send_queue_bytes")
+                check(f"{label}: socket {f[1]} has {f[2]} bytes unread by its peer (SIOCOUTQ)", got == int(f[2]), f"{got}")
+
+    judge("facts_json", "facts (BTF)")
+    judge("facts_json_dwarf", "facts (DWARF)")
+    r = run("facts_all_e")
+    if r:
+        backlog = [f for f in truth if f[0] == "backlog"]
+        rows = [l for l in lines(r["out"]) if backlog and f" {backlog[0][1]} " in l]
+        check("facts: --all -e has the Recv-Q column and the listener's backlog 3/4",
+              r["status"] == 0 and "Recv-Q" in r["out"].split("\n")[0] and rows and " 3/4 " in rows[0], f"{rows} {r['err']!r}")
+    r = run("facts_v_listener")
+    if r:
+        check("facts: -v PATH says how many wait to be accepted",
+              r["status"] == 0 and "3 of 4 connections waiting to be accepted" in r["err"], f"{r['err']!r}")
+    r = run("facts_nodiag_netlink_fails")
+    if r:
+        check("facts: with unix_diag unloaded, --method netlink cannot answer", r["status"] != 0, f"status {r['status']}")
+    for a, b in [("facts_nodiag_path_kcore", "facts_diag_path_netlink"),
+                 ("facts_nodiag_main_path_kcore", "facts_diag_main_path_netlink")]:
+        ra, rb = run(a), run(b)
+        if ra and rb:
+            check(f"facts: {a} (no unix_diag, bound file from kernel memory) = {b}",
+                  ra["status"] == 0 and rb["status"] == 0 and ra["out"] == rb["out"] and ra["out"],
+                  f"{ra['status']} {ra['out']!r} {ra['err']!r} vs {rb['status']} {rb['out']!r}")
+    ra, rb = run("facts_nodiag_dump_kcore"), run("facts_diag_dump_netlink")
+    if ra and rb:
+        check("facts: the fixture's --dump without unix_diag (kcore) = with it (netlink)",
+              ra["status"] == 0 and fixture_lines(ra["out"]) == fixture_lines(rb["out"]) == sorted(want_dump),
+              f"{ra['err']!r}")
+    r = run("facts_nodiag_json")
+    if r:
+        try:
+            doc = json.loads(r["out"])
+            ok = r["status"] == 0 and doc["listener"]["kernel"]["bound_file"] is not None and len(doc["clients"]) == 1
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        check("facts: --json PATH without unix_diag names the client and the bound file", ok, f"{r['out'][:400]!r} {r['err']!r}")
+
+
+facts_checks()
 
 # Extension runs (Tests/VM/guest.d): each judges itself by its exit status.
 for rid in sorted(k for k in runs if k.startswith("x_")):

@@ -32,12 +32,18 @@ run info sh -c 'uname -r; ls -l /proc/kcore; cat /sys/kernel/security/lockdown; 
 run insmod insmod /lib/unix_diag.ko
 
 # The fixture waits for EOF on stdin; the sleep keeps its stdin open.
+# Waits for FILE to hold a line "ready" for as long as process PID lives,
+# however slow this machine is: no time limit here (VM_STALL on the host
+# ends a guest that stops making progress).
+wait_ready() {  # FILE PID
+    while ! grep -q '^ready$' "$1" 2> /dev/null; do
+        kill -0 "$2" 2> /dev/null || return 1
+        sleep 0.1
+    done
+}
+
 sleep 100000 | /bin/kpf /tmp > /tmp/truth 2> /tmp/truth.err &
-i=0
-while ! grep -q '^ready$' /tmp/truth 2> /dev/null && [ $i -lt 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+wait_ready /tmp/truth $!
 run truth cat /tmp/truth /tmp/truth.err
 first() { awk -v r="$1" '$1 == "sock" && $3 == r { print $2; exit }' /tmp/truth; }
 

@@ -80,13 +80,27 @@ int kp_btf_stream_member_offsets(int fd, const char *type, const char *member, c
 
 // kernel.kptr_restrict: raise 0 → 1 so /proc/net/unix shows real addresses
 // to root, and put it back. While raised, every signal whose default action
-// ends the process restores it first; concurrent runs take turns (flock).
-// *previous receives the value found (0, 1 or 2). Returns 0 or -errno.
+// ends the process restores it first; concurrent runs take turns (flock on
+// kp_kptr_lock_path(), waiting at most KP_KPTR_LOCK_WAIT_MS).
+// *previous receives the value found (0, 1 or 2). Returns 0, -errno (the
+// sysctl), KP_KPTR_BUSY or KP_KPTR_BADLOCK.
+enum {
+    KP_KPTR_BUSY = -10001,     // another run held the lock for the whole wait: kp_kptr_lock_holder()
+    KP_KPTR_BADLOCK = -10002,  // the lock file is not a regular file of root's, writable by root only
+};
+#define KP_KPTR_LOCK_WAIT_MS 10000
+#define KP_KPTR_LOCK_POLL_MS 10
 int kp_kptr_raise(int *previous);
-// Restores the value kp_kptr_raise found, if it changed it. Idempotent.
+// Puts 0 back if kp_kptr_raise changed it and the sysctl still reads 1 (a
+// value someone else set meanwhile stays). Idempotent.
 int kp_kptr_restore(void);
 // For tests: the sysctl file used (default /proc/sys/kernel/kptr_restrict).
 void kp_kptr_set_path(const char *path);
+// The lock file (default /run/kpeer-kptr.lock; settable for tests), and the
+// pid its holder wrote there when kp_kptr_raise gave up (0: unknown).
+void kp_kptr_set_lock_path(const char *path);
+const char *kp_kptr_lock_path(void);
+int kp_kptr_lock_holder(void);
 
 // glibc calls Swift's Glibc module cannot see (_GNU_SOURCE, <malloc.h>).
 // Enters the network namespace open on `fd` (this thread only). 0 or -1/errno.
@@ -94,5 +108,40 @@ int kp_setns_net(int fd);
 // A fixed mmap threshold (M_MMAP_THRESHOLD): large freed blocks go back to
 // the kernel instead of staying resident. 1 on success.
 int kp_fixed_mmap_threshold(int bytes);
+
+// Struct layouts for the kernel-object reader (types.c): BTF through
+// libbpf, or a vmlinux's DWARF through libdw, behind one handle.
+enum {
+    KP_KIND_OTHER = 0,
+    KP_KIND_INT = 1,     // integers (and bool, char)
+    KP_KIND_PTR = 2,
+    KP_KIND_STRUCT = 3,
+    KP_KIND_UNION = 4,
+    KP_KIND_ARRAY = 5,
+    KP_KIND_ENUM = 6,
+};
+#define KP_TYPE_NAME_MAX 64
+
+typedef struct kp_member {
+    uint64_t offset;       // bytes from the start of the outer struct
+    uint64_t size;         // bytes of the member's type (typedefs and qualifiers peeled)
+    int kind;              // KP_KIND_* of that type
+    int target_kind;       // PTR: the kind pointed to
+    char target[KP_TYPE_NAME_MAX];  // STRUCT/UNION: its name; PTR: the pointee struct's; ARRAY: the element struct's
+    uint64_t target_size;  // PTR: sizeof the pointee (0 when only declared)
+    uint64_t count;        // ARRAY: elements
+    uint64_t elem_size;    // ARRAY: bytes of one element
+    int elem_kind;         // ARRAY: kind of an element
+} kp_member;
+
+typedef struct kp_types kp_types;
+// dwarf = 0: BTF (raw, such as /sys/kernel/btf/vmlinux, or an ELF's .BTF);
+// 1: DWARF of an ELF file. The file is opened once and checked regular.
+int kp_types_open(const char *path, int dwarf, kp_types **out, kp_error *err);
+void kp_types_close(kp_types *types);
+int kp_types_struct_size(kp_types *types, const char *type, uint64_t *size, kp_error *err);
+// `path` is dotted ("sk.__sk_common.skc_net"); anonymous members are looked
+// through. A bit field anywhere on the path is KP_EFORMAT.
+int kp_types_member(kp_types *types, const char *type, const char *path, kp_member *out, kp_error *err);
 
 #endif

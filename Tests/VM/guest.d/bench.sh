@@ -17,11 +17,7 @@ bench_kcore_netlink() {
     rm -f /tmp/bench.*
     crowd -w -n 20 -s "$sockets" < /dev/null > /tmp/bench.crowd 2>&1 &
     crowd_pid=$!
-    i=0
-    while ! grep -q '^ready$' /tmp/bench.crowd 2> /dev/null && [ $i -lt 600 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
+    wait_ready /tmp/bench.crowd $crowd_pid
     if ! grep -q '^ready$' /tmp/bench.crowd; then
         echo "bench-vm skipped: the crowd did not start"
         cat /tmp/bench.crowd

@@ -12,11 +12,7 @@ methods=${methods:-kcore netlink}
 # A second fixture in a network namespace of its own (busybox unshare).
 mkdir -p $ns_dir
 sleep 100000 | unshare -n ${kpf:-/bin/kpf} $ns_dir > $ns_truth 2> $ns_truth.err &
-i=0
-while ! grep -q '^ready$' $ns_truth 2> /dev/null && [ $i -lt 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+wait_ready $ns_truth $!
 nspid=$(awk '$1 == "proc" { print $2; exit }' $ns_truth)
 nsino=$(readlink /proc/$nspid/ns/net | sed 's/[^0-9]//g')
 

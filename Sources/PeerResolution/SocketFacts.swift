@@ -1,0 +1,174 @@
+import KernelMemory
+import KernelObjects
+import KPeerSystem
+import SocketInventory
+import TypeOffsets
+
+/// What only kernel memory tells about a socket, read with the
+/// kernel-object reader while the peer pointers are read, and kept only for
+/// sockets the resolver proved stable over that time.
+public struct SocketFacts: Sendable, Equatable {
+    /// The file a filesystem socket is bound to: `unix_sock.path.dentry`'s
+    /// inode number and superblock device, as sock_diag's UNIX_DIAG_VFS.
+    public var boundFile: BoundFile?
+    /// Who made the connection (`sk_peer_pid`, `sk_peer_cred`): for an
+    /// accepted socket the process that called connect(), for a client the
+    /// one that called listen(), for a socketpair its creator.
+    public var connector: Connector?
+    /// Buffers queued to be read (`sk_receive_queue`): skbs and bytes.
+    public var receiveQueue: Queue?
+    /// Bytes sent and not yet read by the peer (`sk_wmem_alloc` - 1).
+    public var sendBytes: Int?
+    /// A listener's accept queue: waiting, and the listen() backlog.
+    public var backlog: Backlog?
+    /// A datagram socket's queue by sending socket (`skb->sk`).
+    public var senders: [Sender] = []
+
+    public struct Connector: Sendable, Equatable {
+        /// The pid in kpeer's pid namespace; nil when that process's pid
+        /// belongs to no namespace kpeer sees (or it has no pid any more).
+        public var pid: Int32?
+        public var uid: UInt32
+        public var gid: UInt32
+    }
+
+    public struct Queue: Sendable, Equatable {
+        public var skbs: Int
+        public var bytes: Int
+        /// The list changed while it was walked: counts are a lower bound.
+        public var partial: Bool
+    }
+
+    public struct Backlog: Sendable, Equatable {
+        public var pending: Int
+        public var max: Int
+    }
+
+    public struct Sender: Sendable, Equatable {
+        /// The sending socket; nil when it is closed or not in the table.
+        public var inode: UInt64?
+        /// Its kernel address (`skb->sk`), until the inode is known.
+        var address: UInt64 = 0
+        public var datagrams: Int
+        public var bytes: Int
+    }
+
+    public init() {}
+}
+
+/// Reads SocketFacts for table rows. A feature whose types or members this
+/// kernel lacks is left out with a reason, once, and the rest still work.
+final class FactReader {
+    let reader: ObjectReader
+    /// kpeer's pid-namespace level: a connector's pid is read at this level.
+    let pidLevel: Int
+    private(set) var unavailable: [String: String] = [:]
+
+    init(reader: ObjectReader, pidLevel: Int) {
+        self.reader = reader
+        self.pidLevel = pidLevel
+    }
+
+    private func attempt<T>(_ feature: String, _ body: () throws(KPeerError) -> T?) -> T? {
+        if unavailable[feature] != nil { return nil }
+        do {
+            return try body()
+        } catch where error.kind == .unavailable {
+            unavailable[feature] = error.problem
+            return nil
+        } catch {
+            return nil  // a pointer torn by a socket closing meanwhile: this socket only
+        }
+    }
+
+    /// Facts about one row (senders by address: FactReader.settle names them).
+    func facts(_ e: UnixSocketEntry) -> SocketFacts {
+        var f = SocketFacts()
+        guard let us = try? reader.object(at: e.address, type: "unix_sock") else { return f }
+        if let path = e.path, !path.isAbstract {
+            f.boundFile = attempt("bound_file") { () throws(KPeerError) -> BoundFile? in
+                guard let dentry = try us.pointer("path.dentry"), let inode = try dentry.pointer("d_inode"),
+                      let sb = try dentry.pointer("d_sb") else { return nil }
+                return BoundFile(diagInode: try inode.unsigned("i_ino"), diagDevice: try sb.unsigned("s_dev"))
+            }
+        }
+        if e.state == .connected && e.inode != 0 {
+            f.connector = attempt("connector") { () throws(KPeerError) -> SocketFacts.Connector? in
+                guard let cred = try us.pointer("sk.sk_peer_cred") else { return nil }
+                var pid: Int32?
+                if let p = try us.pointer("sk.sk_peer_pid") {
+                    let level = Int(try p.unsigned("level"))
+                    if level >= pidLevel && level < 64 {
+                        pid = Int32(truncatingIfNeeded: try p.element("numbers", pidLevel, limit: level + 1).signed("nr"))
+                    }
+                }
+                return SocketFacts.Connector(pid: pid, uid: UInt32(truncatingIfNeeded: try cred.unsigned("uid.val")),
+                                             gid: UInt32(truncatingIfNeeded: try cred.unsigned("gid.val")))
+            }
+        }
+        if e.isListening {
+            f.backlog = attempt("backlog") { () throws(KPeerError) -> SocketFacts.Backlog? in
+                // A unix listener queues its embryos' skbs on its own
+                // receive queue (unix_recvq_full compares that with
+                // sk_max_ack_backlog); sk_ack_backlog is TCP's.
+                SocketFacts.Backlog(pending: Int(try us.embedded("sk.sk_receive_queue").unsigned("qlen")),
+                                    max: Int(try us.unsigned("sk.sk_max_ack_backlog")))
+            }
+            return f
+        }
+        f.sendBytes = attempt("send_queue") { () throws(KPeerError) -> Int? in
+            let w = try us.signed("sk.sk_wmem_alloc.refs.counter")
+            return w > 0 ? Int(w - 1) : 0
+        }
+        let walked = attempt("receive_queue") { () throws(KPeerError) -> ([KernelObject], Bool)? in
+            try us.skbQueue("sk.sk_receive_queue")
+        }
+        guard let (skbs, torn) = walked else { return f }
+        var bytes = 0
+        var bySender: [UInt64: (Int, Int)] = [:]
+        var order: [UInt64] = []
+        for skb in skbs {
+            let len = Int((try? skb.unsigned("len")) ?? 0)
+            bytes += len
+            if e.type == .dgram, let sk = try? skb.word("sk") {
+                if bySender[sk] == nil { order.append(sk) }
+                bySender[sk, default: (0, 0)].0 += 1
+                bySender[sk, default: (0, 0)].1 += len
+            }
+        }
+        f.receiveQueue = SocketFacts.Queue(skbs: skbs.count, bytes: bytes, partial: torn)
+        f.senders = order.map { sk in
+            SocketFacts.Sender(inode: nil, address: sk, datagrams: bySender[sk]!.0, bytes: bySender[sk]!.1)
+        }
+        return f
+    }
+}
+
+extension FactReader {
+    /// The facts of rows proved stable, by inode; a sender named by the
+    /// inode of the stable row at its address (nil: closed, or unproved).
+    static func settle(_ raw: [SocketFacts?], entries: [UnixSocketEntry], stable: [Bool]) -> [UInt64: SocketFacts] {
+        var inodeAt: [UInt64: UInt64] = [:]
+        for (i, e) in entries.enumerated() where stable[i] && e.inode != 0 { inodeAt[e.address] = e.inode }
+        var out: [UInt64: SocketFacts] = [:]
+        for (i, e) in entries.enumerated() where stable[i] && e.inode != 0 {
+            guard var f = raw[i] else { continue }
+            for k in f.senders.indices { f.senders[k].inode = inodeAt[f.senders[k].address] }
+            out[e.inode] = f
+        }
+        return out
+    }
+}
+
+/// kpeer's own pid-namespace level: NSpid in /proc/self/status lists one pid
+/// per level, the outermost first.
+enum PidNamespace {
+    static func ownLevel(procRoot: String) -> Int {
+        guard let bytes = Files.readIfPresent("\(procRoot)/self/status") else { return 0 }
+        let text = String(decoding: bytes, as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix("NSpid:") {
+            return max(0, line.split(whereSeparator: { $0 == " " || $0 == "\t" }).count - 2)
+        }
+        return 0
+    }
+}
