@@ -49,9 +49,13 @@ static const char *lock_path = "/run/kpeer-kptr.lock";
 static int lock_fd = -1;
 static int lock_holder = 0;
 
+static int lock_wait_ms = KP_KPTR_LOCK_WAIT_MS;
+
 void kp_kptr_set_lock_path(const char *path) { lock_path = path; }
 const char *kp_kptr_lock_path(void) { return lock_path; }
 int kp_kptr_lock_holder(void) { return lock_holder; }
+void kp_kptr_set_lock_wait(int ms) { lock_wait_ms = ms > 0 ? ms : KP_KPTR_LOCK_WAIT_MS; }
+int kp_kptr_lock_wait(void) { return lock_wait_ms; }
 
 static uint64_t monotonic_ms(void) {
     struct timespec ts;
@@ -70,6 +74,9 @@ static int read_holder(int fd) {
         if (buf[i] < '0' || buf[i] > '9' || pid > 4194304) return 0;
         pid = pid * 10 + (buf[i] - '0');
     }
+    // A holder killed before it could clear the file left its pid: only a
+    // live process is named.
+    if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) return 0;
     return (int)pid;
 }
 
@@ -110,8 +117,7 @@ static int take_lock(void) {
             close(fd);
             return 0;  // a filesystem without flock: unserialised
         }
-        if (monotonic_ms() - start >= KP_KPTR_LOCK_WAIT_MS ||
-            tries >= 2 * (KP_KPTR_LOCK_WAIT_MS / KP_KPTR_LOCK_POLL_MS)) {
+        if (monotonic_ms() - start >= (uint64_t)lock_wait_ms || tries >= 2 * (lock_wait_ms / KP_KPTR_LOCK_POLL_MS) + 2) {
             lock_holder = read_holder(fd);
             close(fd);
             return KP_KPTR_BUSY;
@@ -125,6 +131,7 @@ static int take_lock(void) {
 
 static void drop_lock(void) {
     if (lock_fd < 0) return;
+    if (ftruncate(lock_fd, 0) != 0) {}  // no pid: nobody holds it now
     close(lock_fd);  // releases the flock
     lock_fd = -1;
 }

@@ -43,8 +43,9 @@ public enum KptrRestrict {
         }
         let holder = kp_kptr_lock_holder()
         let who = holder > 0 ? "another kpeer (pid \(holder))" : "another kpeer"
-        let seconds = Int(KP_KPTR_LOCK_WAIT_MS) / 1000
-        return KPeerError(.unavailable, "\(who) has held \(lock) for \(seconds) s while it reads socket addresses",
+        let ms = Int(kp_kptr_lock_wait())
+        let waited = ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms"
+        return KPeerError(.unavailable, "\(who) has held \(lock) for \(waited) while it reads socket addresses",
                           fix: holder > 0 ? "let it finish and run kpeer again, or end it (kill \(holder)); or use --method netlink"
                                           : "let it finish and run kpeer again, or use --method netlink")
     }

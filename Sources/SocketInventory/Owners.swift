@@ -225,7 +225,7 @@ final class ScanWork: @unchecked Sendable {
         let first = mine.inodes.count
         Self.setPath(&path, pid, "/fd")
         var seen = Set<UInt64>()
-        scanFdDir(pid, tid: 0, into: &mine, link: link, path: &path, seen: &seen, dedupe: false)
+        scanFdDir(pid, into: &mine, link: link, path: &path, seen: &seen, dedupe: false)
         // Descriptors /proc/PID/fd does not show: a process whose main
         // thread exited (pthread_exit) shows an empty one while its other
         // threads hold everything, and a thread that unshared its table
@@ -233,12 +233,16 @@ final class ScanWork: @unchecked Sendable {
         // /proc/PID/task/TID/fd lists. So every task of a process with more
         // than one is read too, and the tables are united (a socket is
         // recorded once per process). Single-threaded processes, the
-        // common case, cost one stat more.
+        // common case, cost one stat more; a threaded one a kcmp(2) per
+        // task, and a readlink per descriptor only for tasks whose table
+        // is their own (or where kcmp cannot tell).
         if threadCount(pid, path: &path) > 1 {
             seen = Set(mine.inodes[first...])
-            for tid in tasks(pid, path: &path) where tid != pid {
+            // A task that shares the main thread's table (most do) has
+            // nothing new: kcmp(KCMP_FILES) says so in one syscall.
+            for tid in tasks(pid, path: &path) where tid != pid && kp_same_files(pid, tid) != 1 {
                 Self.setTaskPath(&path, pid, tid)
-                scanFdDir(pid, tid: tid, into: &mine, link: link, path: &path, seen: &seen, dedupe: true)
+                scanFdDir(pid, into: &mine, link: link, path: &path, seen: &seen, dedupe: true)
             }
         }
     }
@@ -270,9 +274,9 @@ final class ScanWork: @unchecked Sendable {
     }
 
     /// Reads the descriptor directory named by `path` (relative to /proc):
-    /// /proc/PID/fd (tid 0) or /proc/PID/task/TID/fd. With `dedupe`, a
+    /// /proc/PID/fd or /proc/PID/task/TID/fd. With `dedupe`, a
     /// socket already in `seen` is skipped and each new one is added.
-    func scanFdDir(_ pid: Int32, tid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>,
+    func scanFdDir(_ pid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>,
                    path: inout [CChar], seen: inout Set<UInt64>, dedupe: Bool) {
         let fdDirFD = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fdDirFD < 0 { return }
@@ -295,10 +299,11 @@ final class ScanWork: @unchecked Sendable {
             // A process's triples are contiguous and its entry in `procs`
             // comes with the first of them.
             if mine.procs.last?.pid != pid {
-                // A main thread that exited has no namespace left to show:
-                // the thread's is the process's.
-                let ns = netns(pid, path: &path) ?? (tid != 0 ? netns(pid, tid: tid, path: &path) : nil)
-                mine.procs.append((pid, processName(pid, path: &path), ns))
+                // A main thread that exited shows no namespace (nil): such
+                // a pid cannot stand for its namespace (/proc/PID/net/unix
+                // and ns/net are gone with the main thread), so it is not
+                // offered as one.
+                mine.procs.append((pid, processName(pid, path: &path), netns(pid, path: &path)))
             }
             mine.inodes.append(inode)
             mine.pids.append(pid)
@@ -337,18 +342,6 @@ final class ScanWork: @unchecked Sendable {
 
     func netns(_ pid: Int32, path: inout [CChar]) -> UInt64? {
         Self.setPath(&path, pid, "/ns/net")
-        var st = stat()
-        return fstatat(procFD, path, &st, 0) == 0 ? UInt64(st.st_ino) : nil
-    }
-
-    /// /proc/PID/task/TID/ns/net.
-    func netns(_ pid: Int32, tid: Int32, path: inout [CChar]) -> UInt64? {
-        Self.setTaskPath(&path, pid, tid)
-        var at = 0
-        while path[at] != 0 { at += 1 }
-        at -= 2  // "fd" → "ns/net"
-        for b in "ns/net".utf8 { path[at] = CChar(bitPattern: b); at += 1 }
-        path[at] = 0
         var st = stat()
         return fstatat(procFD, path, &st, 0) == 0 ? UInt64(st.st_ino) : nil
     }

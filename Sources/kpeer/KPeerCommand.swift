@@ -8,21 +8,28 @@ import SocketInventory
 // MARK: - First of all: no program named by the environment
 
 // The Swift runtime reads SWIFT_BACKTRACE (and SWIFT_ROOT, which places the
-// backtracer) at start-up and, on SIGQUIT, SIGSEGV and the other crash
-// signals, runs the program they name: as root, here. So the first thing
-// main does (Startup.run):
+// backtracer) in a static initializer, before main, and on SIGQUIT, SIGSEGV
+// and the other crash signals runs the program they name: as root, here.
 //
-// - Any SWIFT_* variable but SWIFT_BACKTRACE=enable=no: execve
-//   /proc/self/exe, same argv, with an environment without any of them
-//   plus SWIFT_BACKTRACE=enable=no: the new image runs no backtracer at all.
-// - If that exec fails: remove them here and set enable=no.
-// - Either way, a handler already on one of the runtime's crash signals can
-//   only be the backtracer's: it goes back to the default, so SIGQUIT or a
-//   crash ends kpeer and runs nothing.
+// - Startup.early, an .init_array entry of priority 101: in the static
+//   binary it runs before the runtime's initializers, so the runtime never
+//   sees a SWIFT_* variable of the caller's. Any SWIFT_* but
+//   SWIFT_BACKTRACE=enable=no: execve /proc/self/exe, same argv, with an
+//   environment without them plus SWIFT_BACKTRACE=enable=no (no backtracer
+//   at all, not even the toolchain's, which would be handed
+//   LD_LIBRARY_PATH). If that exec fails: they are removed in place and
+//   enable=no takes the first freed slot. environ itself is never
+//   reallocated (no setenv): the runtime finds argv by walking back from
+//   it on the initial stack, later in the same initializer pass.
+// - Startup.inMain, the first thing main does: the same check once more (in
+//   a dynamically linked build libswiftCore's initializers run before the
+//   entry above, which then re-execs), and a handler found on one of the
+//   runtime's crash signals (only the runtime's: handlers never survive an
+//   exec) goes back to the default, so SIGQUIT or a crash ends kpeer and
+//   runs nothing.
 //
-// (An .init_array entry that ran before the runtime's initialiser was tried:
-// in the static binary it ran before argv was captured, and kpeer lost its
-// arguments.)
+// early may run before the runtime is initialised: C calls, raw pointers
+// and static strings only; nothing that allocates or needs type metadata.
 enum Startup {
     typealias CStrings = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
 
@@ -35,7 +42,7 @@ enum Startup {
 
     static func isSwift(_ p: UnsafePointer<CChar>) -> Bool { strncmp(p, cString("SWIFT_"), 6) == 0 }
 
-    static func run(_ argv: CStrings?) {
+    static func early(_ argv: CStrings?) {
         let env = environ  // at exec, never NULL: the kernel passes an array, if empty
         var count = 0
         var foreign = false
@@ -43,8 +50,9 @@ enum Startup {
             if isSwift(p) && strcmp(p, disabled) != 0 { foreign = true }
             count += 1
         }
-        if foreign, let argv { reexec(argv, env, count) }
-        // Here: no foreign SWIFT_* to begin with, or the exec failed.
+        guard foreign else { return }
+        if let argv { reexec(argv, env, count) }
+        // The exec failed: drop them here, in place.
         var kept = 0
         var i = 0
         while i < count {
@@ -54,8 +62,12 @@ enum Startup {
             }
             i += 1
         }
-        env[kept] = nil
-        setenv(cString("SWIFT_BACKTRACE"), cString("enable=no"), 1)
+        env[kept] = UnsafeMutablePointer(mutating: disabled)  // at least one slot was freed
+        env[kept + 1] = nil
+    }
+
+    static func inMain() {
+        early(CommandLine.unsafeArgv)
         defaultIfHandled(SIGQUIT)
         defaultIfHandled(SIGABRT)
         defaultIfHandled(SIGBUS)
@@ -96,6 +108,11 @@ enum Startup {
     }
 }
 
+/// The .init_array entry: glibc calls it with (argc, argv, envp).
+@used @section(".init_array.00101")
+let kpeerStartup: @convention(c) (Int32, Startup.CStrings?, Startup.CStrings?) -> Void = { _, argv, _ in
+    Startup.early(argv)
+}
 
 extension ResolverOptions.MethodChoice: ExpressibleByArgument {}
 
@@ -371,7 +388,7 @@ enum Output {
 enum Main {
     static func main() {
         // Before anything else (see Startup): no program named by the environment.
-        Startup.run(CommandLine.unsafeArgv)
+        Startup.inMain()
         let command: KPeerCommand
         do {
             command = try KPeerCommand.parse()

@@ -165,17 +165,86 @@ import Testing
                 "\(binary) ran the backtracer named by \(vector) on signal \(sig)")
     }
 
-    /// The re-exec keeps the command line: same answer, same status.
+    /// When the re-exec cannot happen (strace makes kpeer's own execve of
+    /// /proc/self/exe fail), the SWIFT_* variables are dropped in place and
+    /// the crash handlers reset: still nothing runs, and the signal kills.
+    @Test(.enabled(if: getuid() == 0 && Support.which("strace") != nil, "needs root and strace"),
+          arguments: BacktraceTests.binaries, [SIGQUIT, SIGSEGV])
+    func withoutTheReexecStillNoBacktracer(_ binary: String, _ sig: Int32) throws {
+        let dir = Support.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.plantEvil(dir)
+        // A one-page pipe, full before kpeer writes: it blocks in its first write.
+        var fds: [Int32] = [-1, -1]
+        try #require(pipe(&fds) == 0)
+        defer { close(fds[0]) }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        let capacity = Int(fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, 4096))
+        try #require(capacity > 0)
+        let fill = [UInt8](repeating: 0x78, count: capacity)
+        try #require(write(fds[1], fill, capacity) == capacity)
+
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SWIFT_") }
+        env.merge(Vector.backtracePath.environment(dir)) { $1 }
+        env["SWIFT_ROOT"] = dir + "/root"
+        let log = dir + "/strace.log"
+        let strace = try Self.spawn(Support.which("strace")!,
+                                    ["-o", log, "-e", "trace=execve", "-e", "inject=execve:error=EACCES:when=1", binary, "--help"],
+                                    env: env, out: fds[1], err: dir + "/stderr")
+        close(fds[1])
+        var reaped: Int32? = nil
+        var kpeer: Int32 = 0
+        defer {
+            if kpeer > 0 && reaped == nil { kill(kpeer, SIGKILL) }
+            if reaped == nil { kill(strace, SIGKILL); _ = Self.reap(strace, within: 10) }
+        }
+        var blocked = false
+        for _ in 0..<2000 where !blocked {
+            if kpeer == 0, let kids = try? String(contentsOfFile: "/proc/\(strace)/task/\(strace)/children", encoding: .utf8) {
+                kpeer = kids.split(separator: " ").compactMap { Int32($0) }.first ?? 0
+            }
+            if kpeer > 0, let wchan = try? String(contentsOfFile: "/proc/\(kpeer)/wchan", encoding: .utf8) {
+                blocked = wchan.contains("pipe_write")
+            }
+            if !blocked { usleep(10_000) }
+        }
+        try #require(blocked, "kpeer never blocked writing --help: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        // No handler on any of the runtime's crash signals.
+        let status = (try? String(contentsOfFile: "/proc/\(kpeer)/status", encoding: .utf8)) ?? ""
+        let caught = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") }
+            .flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) } ?? UInt64.max
+        for crash in [SIGQUIT, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP] {
+            #expect(caught & (1 << UInt64(crash - 1)) == 0, "\(binary): signal \(crash) is caught (SigCgt \(String(caught, radix: 16)))")
+        }
+        kill(kpeer, sig)
+        reaped = Self.reap(strace, within: 10)
+        let trace = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(trace.contains("(INJECTED)"), "\(binary): the re-exec was not made to fail: \(trace)")
+        #expect(trace.contains("+++ killed by SIG\(sig == SIGQUIT ? "QUIT" : "SEGV")"), "\(binary): \(trace)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/marker"), "\(binary) ran the backtracer on signal \(sig)")
+    }
+
+    /// The start keeps the command line, with or without an environment to
+    /// clean (the static runtime finds argv by walking back from environ,
+    /// so that array must stay where exec put it).
     @Test(arguments: BacktraceTests.binaries)
     func theCommandLineSurvivesTheCleanStart(_ binary: String) throws {
-        var env = ProcessInfo.processInfo.environment
-        env["SWIFT_DETERMINISTIC_HASHING"] = "1"
-        env["SWIFT_BACKTRACE"] = "enable=no,swift-backtrace=/nonexistent"
-        let plain = try Support.run(binary, ["--version"])
-        let scrubbed = try Support.run(binary, ["--version"], environment: env)
-        #expect(scrubbed.status == 0 && scrubbed.stdout == plain.stdout && scrubbed.stderr.isEmpty,
-                "\(scrubbed.status) \(scrubbed.stdout) \(scrubbed.stderr)")
-        let usage = try Support.run(binary, ["12ab"], environment: env)
-        #expect(usage.status == 64 && usage.stderr.contains("'12ab'"), "\(usage.status) \(usage.stderr)")
+        let base = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SWIFT_") }
+        let environments: [[String: String]] = [
+            [:],
+            base,
+            base.merging(["SWIFT_DETERMINISTIC_HASHING": "1"]) { $1 },
+            base.merging(["SWIFT_BACKTRACE": "enable=no,swift-backtrace=/nonexistent", "SWIFT_ROOT": "/nonexistent"]) { $1 },
+            base.merging(["SWIFT_BACKTRACE": "enable=no"]) { $1 },
+        ]
+        for env in environments {
+            let version = try Support.run(binary, ["--version"], environment: env)
+            #expect(version.status == 0 && version.stdout == "kpeer 0.1.0\n" && version.stderr.isEmpty,
+                    "\(env.keys.filter { $0.hasPrefix("SWIFT_") }): \(version.status) \(version.stdout) \(version.stderr)")
+            let usage = try Support.run(binary, ["12ab"], environment: env)
+            #expect(usage.status == 64 && usage.stderr.contains("'12ab'"),
+                    "\(env.keys.filter { $0.hasPrefix("SWIFT_") }): \(usage.status) \(usage.stderr)")
+        }
     }
 }

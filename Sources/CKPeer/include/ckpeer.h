@@ -101,6 +101,10 @@ void kp_kptr_set_path(const char *path);
 void kp_kptr_set_lock_path(const char *path);
 const char *kp_kptr_lock_path(void);
 int kp_kptr_lock_holder(void);
+// The longest wait for the lock, in ms (default KP_KPTR_LOCK_WAIT_MS;
+// settable for tests, 0 restores the default).
+void kp_kptr_set_lock_wait(int ms);
+int kp_kptr_lock_wait(void);
 
 // glibc calls Swift's Glibc module cannot see (_GNU_SOURCE, <malloc.h>).
 // Enters the network namespace open on `fd` (this thread only). 0 or -1/errno.
@@ -108,6 +112,10 @@ int kp_setns_net(int fd);
 // A fixed mmap threshold (M_MMAP_THRESHOLD): large freed blocks go back to
 // the kernel instead of staying resident. 1 on success.
 int kp_fixed_mmap_threshold(int bytes);
+// Do task `tid` and process `pid` share one file-descriptor table?
+// 1 yes, 0 no, -errno when kcmp(2) cannot tell (no CONFIG_KCMP, no ptrace
+// access): the caller then reads the task's table anyway.
+int kp_same_files(int pid, int tid);
 
 // Struct layouts for the kernel-object reader (types.c): BTF through
 // libbpf, or a vmlinux's DWARF through libdw, behind one handle.
