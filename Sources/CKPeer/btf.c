@@ -256,13 +256,31 @@ static int libbpf_member_offsets(const char *path, const char *type, const char 
     *offset = 0;
     *struct_size = 0;
     if (also_offset) *also_offset = UINT64_MAX;
+    // Opened once, checked, and read through that descriptor: a path that
+    // is checked and then parsed by name again could be swapped in between
+    // (for a FIFO, which would block libbpf's read forever). O_NONBLOCK: the
+    // open itself never waits for a FIFO's writer.
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return kp_fail(err, KP_EIO, errno, "cannot read %s: %s", path, strerror(errno));
+    int rc = kp_btf_fd_member_offsets(fd, path, type, member, also, offset, also_offset, struct_size, err);
+    close(fd);
+    return rc;
+}
+
+int kp_btf_fd_member_offsets(int fd, const char *path, const char *type, const char *member, const char *also,
+                             uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err) {
+    *offset = 0;
+    *struct_size = 0;
+    if (also_offset) *also_offset = UINT64_MAX;
     libbpf_set_print(quiet);
-    if (access(path, R_OK) != 0)
-        return kp_fail(err, KP_EIO, errno, "cannot read %s: %s", path, strerror(errno));
     struct stat st;  // a FIFO would block libbpf's read forever
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return kp_fail(err, KP_EFORMAT, 0, "%s is not a regular file", path);
-    struct btf *btf = btf__parse(path, NULL);
+    // libbpf parses only by name: /proc/self/fd/N is this descriptor's own
+    // file (even unlinked or renamed since), never what the path names now.
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    struct btf *btf = btf__parse(self, NULL);
     if (!btf) {
         int e = errno;
         // libbpf has errnos of its own (4000+); ENOENT from an ELF means no .BTF section.

@@ -138,16 +138,26 @@ int kp_dwarf_member_offset(const char *path, const char *type, const char *membe
         return kp_fail(err, KP_EFORMAT, 0, "libelf is too old: %s", elf_errmsg(-1));
     int fd = kp_open_regular(path, err);
     if (fd < 0) return err ? err->code : KP_EIO;
+    int rc = kp_dwarf_member_offset_fd(fd, path, type, member, prefer_cu, offset, struct_size, err);
+    close(fd);
+    return rc;
+}
+
+int kp_dwarf_member_offset_fd(int fd, const char *path, const char *type, const char *member,
+                              const char *prefer_cu, uint64_t *offset, uint64_t *struct_size,
+                              kp_error *err) {
+    *offset = 0;
+    *struct_size = 0;
+    if (elf_version(EV_CURRENT) == EV_NONE)
+        return kp_fail(err, KP_EFORMAT, 0, "libelf is too old: %s", elf_errmsg(-1));
     Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
     if (!elf || elf_kind(elf) != ELF_K_ELF) {
         if (elf) elf_end(elf);
-        close(fd);
         return kp_fail(err, KP_ENOTELF, 0, "%s is not an ELF file", path);
     }
     Dwarf *dbg = dwarf_begin_elf(elf, DWARF_C_READ, NULL);
     if (!dbg) {
         elf_end(elf);
-        close(fd);
         return kp_fail(err, KP_ENODEBUG, 0, "%s has no DWARF debug info (%s)", path, dwarf_errmsg(-1));
     }
     collect_ranges(elf);
@@ -171,7 +181,6 @@ int kp_dwarf_member_offset(const char *path, const char *type, const char *membe
     }
     dwarf_end(dbg);
     elf_end(elf);
-    close(fd);
     if (found) return KP_OK;
     if (member_missing)
         return kp_fail(err, KP_ENOMEMBER, 0, "struct %s in %s has no member %s", type, path, member);

@@ -92,16 +92,28 @@ static int find_build_id(Elf_Data *data, uint8_t *buf, size_t buflen, size_t *le
     return 0;
 }
 
+int kp_open_checked(const char *path, kp_error *err) {
+    return kp_open_regular(path, err);
+}
+
 int kp_elf_build_id(const char *path, uint8_t *buf, size_t buflen, size_t *len, kp_error *err) {
     *len = 0;
     int rc = ensure_libelf(err);
     if (rc) return rc;
     int fd = kp_open_regular(path, err);
     if (fd < 0) return err ? err->code : KP_EIO;
+    rc = kp_elf_build_id_fd(fd, path, buf, buflen, len, err);
+    close(fd);
+    return rc;
+}
+
+int kp_elf_build_id_fd(int fd, const char *path, uint8_t *buf, size_t buflen, size_t *len, kp_error *err) {
+    *len = 0;
+    int rc = ensure_libelf(err);
+    if (rc) return rc;
     Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
     if (!elf || elf_kind(elf) != ELF_K_ELF) {
         if (elf) elf_end(elf);
-        close(fd);
         return kp_fail(err, KP_ENOTELF, 0, "%s is not an ELF file", path);
     }
     int found = 0;
@@ -122,7 +134,6 @@ int kp_elf_build_id(const char *path, uint8_t *buf, size_t buflen, size_t *len, 
         }
     }
     elf_end(elf);
-    close(fd);
     if (!found) return kp_fail(err, KP_ENOBUILDID, 0, "%s has no GNU build-id note", path);
     return KP_OK;
 }

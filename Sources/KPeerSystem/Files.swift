@@ -63,25 +63,52 @@ public enum Files {
     }
 
     /// Replaces the file at `path` whole (a new file renamed over it, so no
-    /// reader sees half of it), creating its directory if missing. Best
-    /// effort: false when anything fails.
+    /// reader sees half of it), creating its directory if missing. Only in
+    /// a directory kpeer may trust (`trustedDirectory`), and relative to
+    /// that open directory, so the directory cannot be swapped for another
+    /// between the check and the write. Best effort: false when anything
+    /// fails or the directory is not trusted.
     @discardableResult
     public static func replace(_ path: String, with bytes: [UInt8], mode: mode_t = 0o644,
                                directoryMode: mode_t = 0o755) -> Bool {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             mkdir(String(path[..<slash]), directoryMode)  // EEXIST is fine
         }
-        let temp = "\(path).\(getpid())"
-        unlink(temp)  // left by a run of the same pid that died midway
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard let (dir, name) = trustedDirectory(of: path) else { return false }
+        defer { close(dir) }
+        let temp = "\(name).\(getpid())"
+        unlinkat(dir, temp, 0)  // left by a run of the same pid that died midway
+        let fd = openat(dir, temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { return false }
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
-        guard written == bytes.count, rename(temp, path) == 0 else {
-            unlink(temp)
+        guard written == bytes.count, renameat(dir, temp, dir, name) == 0 else {
+            unlinkat(dir, temp, 0)
             return false
         }
         return true
+    }
+
+    /// The directory of `path`, open, and the file's name in it, when kpeer
+    /// may keep files there for later runs (/run/kpeer): a real directory
+    /// (O_NOFOLLOW: not a symlink to one), owned by root, that neither group
+    /// nor others may write. Otherwise nil: whoever could change that
+    /// directory could plant a file for kpeer to believe, or point it at
+    /// another directory for kpeer to write or delete in. Use the name with
+    /// openat/unlinkat on the descriptor, then close it.
+    public static func trustedDirectory(of path: String) -> (fd: Int32, name: String)? {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard !name.isEmpty, name != ".", name != ".." else { return nil }
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == 0, st.st_mode & 0o022 == 0 else {
+            close(fd)
+            return nil
+        }
+        return (fd, name)
     }
 
     public static func exists(_ path: String) -> Bool {

@@ -27,6 +27,15 @@ public final class ObjectReader {
         }
         return KernelObject(address: address, type: type, reader: self)
     }
+
+    /// The `type` at `address`, its first `length` bytes read at once (one
+    /// pread instead of one per member): members inside them are read from
+    /// that copy, anything beyond from memory as usual.
+    public func snapshot(at address: UInt64, type: String, length: Int) throws(KPeerError) -> KernelObject {
+        var o = try object(at: address, type: type)
+        o.buffer = try memory.read(address, count: length)
+        return o
+    }
 }
 
 /// One kernel struct: where it is and what it is.
@@ -34,6 +43,14 @@ public struct KernelObject {
     public let address: UInt64
     public let type: String
     let reader: ObjectReader
+    /// The object's first bytes, when read at once (ObjectReader.snapshot).
+    var buffer: [UInt8]?
+
+    init(address: UInt64, type: String, reader: ObjectReader) {
+        self.address = address
+        self.type = type
+        self.reader = reader
+    }
 
     /// The member's description (offset, kind, target).
     public func member(_ path: String) throws(KPeerError) -> KernelTypes.Member {
@@ -63,7 +80,7 @@ public struct KernelObject {
     public func word(_ path: String) throws(KPeerError) -> UInt64 {
         let m = try member(path)
         guard m.kind == .pointer else { throw KPeerError(.unavailable, "\(type).\(path) is not a pointer on this kernel") }
-        return try reader.memory.readWord(address &+ UInt64(m.offset))
+        return try readInteger(at: address &+ UInt64(m.offset), size: 8)
     }
 
     /// The struct a pointer member points to: nil for NULL; `as` names the
@@ -73,7 +90,7 @@ public struct KernelObject {
         guard m.kind == .pointer, let target = given ?? m.target else {
             throw KPeerError(.unavailable, "\(type).\(path) is not a pointer to a struct on this kernel")
         }
-        let p = try reader.memory.readWord(address &+ UInt64(m.offset))
+        let p = try readInteger(at: address &+ UInt64(m.offset), size: 8)
         return p == 0 ? nil : try reader.object(at: p, type: target)
     }
 
@@ -83,7 +100,9 @@ public struct KernelObject {
         guard m.kind == .structure || m.kind == .union, let target = m.target else {
             throw KPeerError(.unavailable, "\(type).\(path) is not a named struct on this kernel")
         }
-        return KernelObject(address: address &+ UInt64(m.offset), type: target, reader: reader)
+        var inner = KernelObject(address: address &+ UInt64(m.offset), type: target, reader: reader)
+        if let buffer, m.offset < buffer.count { inner.buffer = Array(buffer[m.offset...]) }
+        return inner
     }
 
     /// Element `index` of an array member of structs (bounded by its length,
@@ -113,6 +132,12 @@ public struct KernelObject {
     }
 
     func readInteger(at a: UInt64, size: Int) throws(KPeerError) -> UInt64 {
+        if let buffer, a >= address, a - address + UInt64(size) <= UInt64(buffer.count) {
+            let at = Int(a - address)
+            var v: UInt64 = 0
+            for i in 0..<size { v |= UInt64(buffer[at + i]) << (8 * UInt64(i)) }
+            return v
+        }
         if size == 8 { return try reader.memory.readWord(a) }
         let bytes = try reader.memory.read(a, count: size)
         var v: UInt64 = 0

@@ -25,6 +25,8 @@ public struct ResolverOptions: Sendable {
     /// Read SocketFacts with the kernel-object reader (kcore method):
     /// bound files, connectors, queues, datagram senders.
     public var kernelFacts = false
+    /// Where struct layouts read for SocketFacts are remembered.
+    public var layoutCache = LayoutCache()
 
     public init() {}
 
@@ -94,7 +96,9 @@ public enum Resolver {
             return Resolution(map: try Trace.phase("dump and table") { () throws(KPeerError) in try NetlinkResolver.resolveAll(owners: owners) }, ownNetns: own)
         }
         let found = try diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: true)
-        let entries = TrustedRows.vouched(found.entries, known: Set(found.diag.map(\.inode)))
+        let entries = TrustedRows.vouched(found.entries, known: Set(found.diag.map(\.inode))) {
+            Dictionary(found.diag.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
+        }
         let map = PeerMap(entries: entries, owners: owners, links: NetlinkResolver.links(from: found.diag),
                           method: .netlink)
         return Resolution(map: map, ownNetns: own, boundFiles: boundFiles ? files(found.diag) : nil,
@@ -182,11 +186,34 @@ public enum Resolver {
         let table = try Trace.phase("tables") { () throws(KPeerError) in
             try readTables(namespaces: namespaces, procRoot: options.procRoot)
         }
-        // Hashed or zeroed addresses are an error first; then only rows whose
-        // address is kernel memory count.
+        // Hashed or zeroed addresses are an error first.
         try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
             .checkAddresses(table)
-        let entries = TrustedRows.inMemory(table, memory)
+        // Struct layouts (remembered, BTF, DWARF) for the kernel-object
+        // reader: the row checks, and SocketFacts when asked for.
+        var reader: ObjectReader?
+        var factsUnavailable: [String: String] = [:]
+        do {
+            let types = try Trace.phase("types") { () throws(KPeerError) in try kernelTypes(options) }
+            reader = ObjectReader(memory: memory, types: types)
+        } catch {
+            factsUnavailable["all"] = error.description
+        }
+        // Rows memory vouches for (RowVerifier); without layouts, rows whose
+        // address is kernel memory, listed once (TrustedRows.inMemory).
+        let verifier = reader.flatMap { RowVerifier(reader: $0) }
+        var layoutContradicted = false
+        var entries: [UnixSocketEntry]
+        if let verifier {
+            if let rows = Trace.phase("row checks", { TrustedRows.verified(table, verifier) }) {
+                entries = rows
+            } else {
+                layoutContradicted = true
+                entries = TrustedRows.inMemory(table, memory)
+            }
+        } else {
+            entries = TrustedRows.inMemory(table, memory)
+        }
         var offset: MemberOffset
         if let symbolic {
             offset = symbolic
@@ -199,15 +226,10 @@ public enum Resolver {
         // meanwhile, its struct maybe reused, gives no link.
         // The kernel-object reader, for what the question needs beyond peers.
         var factReader: FactReader?
-        var factsUnavailable: [String: String] = [:]
-        if options.kernelFacts || boundFiles {
-            do {
-                let types = try Trace.phase("types") { () throws(KPeerError) in try kernelTypes(options) }
-                factReader = FactReader(reader: ObjectReader(memory: memory, types: types),
-                                        pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot))
-            } catch {
-                factsUnavailable["all"] = error.description
-            }
+        if options.kernelFacts || boundFiles, let reader, !layoutContradicted {
+            factReader = FactReader(reader: reader, pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot))
+        } else if layoutContradicted {
+            factsUnavailable["all"] = "the struct layouts of \(reader?.types.origin ?? "?") do not match this kernel's memory"
         }
         let scanned = Scanned()
         func peerLinks(_ offset: MemberOffset) throws(KPeerError) -> (PeerLinks, KcoreResolver.Check) {
@@ -256,6 +278,14 @@ public enum Resolver {
         } else {
             map.factsUnavailable = factsUnavailable
         }
+        if let types = reader?.types, options.offsetCache != nil, options.dwarfPath == nil, options.btfPath == nil,
+           let buildID = BuildID.runningKernel() {
+            if layoutContradicted {
+                if types.remembered { options.layoutCache.forget() }  // wrong for this build: read again next run
+            } else {
+                options.layoutCache.store(types, buildID: buildID)
+            }
+        }
         return map
     }
 
@@ -272,8 +302,11 @@ public enum Resolver {
     static func kernelTypes(_ o: ResolverOptions) throws(KPeerError) -> KernelTypes {
         if let path = o.dwarfPath { return try KernelTypes(dwarf: path) }
         if let path = o.btfPath { return try KernelTypes(btf: path) }
-        if let t = try? KernelTypes(btf: BTF.defaultPath) { return t }
         let running = BuildID.runningKernel()
+        // Remembered for this build by an earlier run (only then with the
+        // offset cache on: tests and --offset runs leave /run alone).
+        if o.offsetCache != nil, let running, let t = o.layoutCache.lookup(buildID: running) { return t }
+        if let t = try? KernelTypes(btf: BTF.defaultPath) { return t }
         for path in DWARF.defaultPaths() where Files.exists(path) {
             if let id = try? BuildID.ofFile(path), id == running, let t = try? KernelTypes(dwarf: path) { return t }
         }

@@ -8,9 +8,42 @@ import SocketInventory
 /// the two is forged, and nothing says which.
 enum TrustedRows {
     /// Netlink: the sock_diag dump lists the inode. Embryos (inode 0) are not
-    /// sockets of their own and pass.
-    static func vouched(_ entries: [UnixSocketEntry], known: Set<UInt64>) -> [UnixSocketEntry] {
-        unique(entries.filter { $0.inode == 0 || known.contains($0.inode) })
+    /// sockets of their own and pass. An inode listed twice (one row is a
+    /// forgery) is settled by sock_diag's own record of it (`details`, asked
+    /// for only then): the rows that agree with it on type, listening and
+    /// name stay (one of them, as they say the same), the others go. Without
+    /// details, both go.
+    static func vouched(_ entries: [UnixSocketEntry], known: Set<UInt64>,
+                        details: () -> [UInt64: DiagEntry]? = { nil }) -> [UnixSocketEntry] {
+        let listed = entries.filter { $0.inode == 0 || known.contains($0.inode) }
+        guard hasTwins(listed) else { return listed }
+        guard let diag = details() else { return unique(listed) }
+        var kept: [UnixSocketEntry] = []
+        var seen = Set<Key>()
+        for e in listed {
+            if e.inode == 0 { kept.append(e); continue }
+            guard let d = diag[e.inode], agrees(e, d), seen.insert(Key(netns: e.netns, inode: e.inode)).inserted else { continue }
+            kept.append(e)
+        }
+        return kept
+    }
+
+    /// Does a row say what sock_diag says of the same inode? The name is
+    /// compared as /proc/net/unix prints it (NULs as `@`).
+    static func agrees(_ e: UnixSocketEntry, _ d: DiagEntry) -> Bool {
+        func printed(_ p: SocketPath?) -> SocketPath? {
+            p.map { SocketPath(bytes: $0.bytes.map { $0 == 0 ? 0x40 : $0 }, isAbstract: $0.isAbstract) }
+        }
+        return UInt16(d.rawType) == e.rawType && (d.rawState == 10) == e.isListening && printed(d.name) == printed(e.path)
+    }
+
+    static func hasTwins(_ entries: [UnixSocketEntry]) -> Bool {
+        var seen = Set<Key>()
+        seen.reserveCapacity(entries.count)
+        for e in entries where e.inode != 0 {
+            if !seen.insert(Key(netns: e.netns, inode: e.inode)).inserted { return true }
+        }
+        return false
     }
 
     /// Kcore: the address lies in kernel memory. Real rows carry real

@@ -20,7 +20,11 @@ public enum Dot {
     }
 
     /// A double-quoted DOT label of several lines. The parts are already
-    /// escaped for output (Escape.bytes), so only `\\` and `"` remain to quote.
+    /// escaped for output (Escape.bytes: no control, bidi, invisible or
+    /// line-breaking character is left), so what remains is DOT's own
+    /// syntax: `\\` and `"`, and `&`, since Graphviz turns an entity in a
+    /// label into its character (a process named `&#x202e;` would show
+    /// U+202E): `&amp;` shows as `&`.
     static func quote(_ lines: [String]) -> String {
         var out = "\""
         for (i, line) in lines.enumerated() {
@@ -29,6 +33,7 @@ public enum Dot {
                 switch c {
                 case "\\": out += "\\\\"
                 case "\"": out += "\\\""
+                case "&": out += "&amp;"
                 case _ where c.value < 0x20 || c.value == 0x7F: out += "?"
                 default: out.unicodeScalars.append(c)
                 }

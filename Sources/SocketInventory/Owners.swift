@@ -17,11 +17,14 @@ public struct Owner: Hashable, Sendable, Comparable {
 
     public static func < (a: Owner, b: Owner) -> Bool { (a.pid, a.fd) < (b.pid, b.fd) }
 
-    /// The name as every output prints it: any process may name itself
-    /// "x\n1 init", so spaces and control bytes are `\xNN`.
+    /// The name as every text output prints it: any process may name itself
+    /// "x\n1 init" or put a bidi control in its name, so such characters
+    /// are `\xNN` (Escape.bytes).
     public var escapedName: String { Escape.bytes(Array(name.utf8)) }
-    /// `pid/name`, as netstat's PID/Program name column.
-    public var label: String { "\(pid)/\(escapedName)" }
+    /// `pid/name`, as netstat's PID/Program name column. Owners are joined
+    /// with `,` there (and in messages), so a `,` in the name is `\x2c`: a
+    /// process named `x,1/sshd` stays one owner.
+    public var label: String { "\(pid)/\(Escape.ownerName(name))" }
 }
 
 /// Who holds which socket, from every /proc/PID/fd.

@@ -1,4 +1,5 @@
 import CKPeer
+import Glibc
 import KPeerSystem
 
 /// Offsets from the DWARF of a vmlinux with debug info (Debian's
@@ -16,20 +17,44 @@ public enum DWARF {
     public static func memberOffset(path: String, type: String = UnixSockPeer.type,
                                     member: String = UnixSockPeer.member,
                                     preferCU: String? = UnixSockPeer.compileUnit) throws(KPeerError) -> MemberOffset {
+        let fd = try openChecked(path, fix: dwarfFix)
+        defer { close(fd) }
+        return try memberOffset(fd: fd, path: path, type: type, member: member, preferCU: preferCU)
+    }
+
+    /// The file at `path`, opened once and checked to be a regular file:
+    /// what the build-id check and the DWARF read both read.
+    static func openChecked(_ path: String, fix: String) throws(KPeerError) -> Int32 {
+        var err = kp_error()
+        let fd = kp_open_checked(path, &err)
+        if fd < 0 { throw KPeerError(err, fix: fix) }
+        return fd
+    }
+
+    static let dwarfFix = "give --dwarf the vmlinux with debug info of the running kernel (package linux-image-$(uname -r)-dbg)"
+
+    static func memberOffset(fd: Int32, path: String, type: String = UnixSockPeer.type,
+                             member: String = UnixSockPeer.member,
+                             preferCU: String? = UnixSockPeer.compileUnit) throws(KPeerError) -> MemberOffset {
         var offset: UInt64 = 0, size: UInt64 = 0
         var err = kp_error()
-        if kp_dwarf_member_offset(path, type, member, preferCU, &offset, &size, &err) != 0 {
-            throw KPeerError(err, fix: "give --dwarf the vmlinux with debug info of the running kernel (package linux-image-$(uname -r)-dbg)")
+        if kp_dwarf_member_offset_fd(fd, path, type, member, preferCU, &offset, &size, &err) != 0 {
+            throw KPeerError(err, fix: dwarfFix)
         }
         return MemberOffset(value: Int(offset), structSize: size > 0 ? Int(size) : nil, source: .dwarf, origin: path)
     }
 
     /// The offset from `path`, refused when its build-id is not the running
-    /// kernel's (offsets differ between builds) unless `force`.
+    /// kernel's (offsets differ between builds) unless `force`. The file is
+    /// opened once: the build-id compared is the one of the file whose
+    /// DWARF is read, even if the path is replaced meanwhile.
     public static func checkedMemberOffset(path: String, force: Bool,
                                            runningBuildID: [UInt8]? = BuildID.runningKernel()) throws(KPeerError) -> MemberOffset {
+        // The fix each failure to open named before the two reads shared it.
+        let fd = try openChecked(path, fix: force ? dwarfFix : BuildID.fix)
+        defer { close(fd) }
         if !force {
-            let fileID = try BuildID.ofFile(path)
+            let fileID = try BuildID.ofFile(fd: fd, path: path)
             guard let runningBuildID else {
                 throw KPeerError(.unavailable, "cannot read the running kernel's build-id from /sys/kernel/notes to check \(path)",
                                  fix: "add --force if you are sure \(path) is this kernel's vmlinux")
@@ -39,17 +64,30 @@ public enum DWARF {
                                  fix: "give --dwarf the vmlinux of the running kernel, or add --force")
             }
         }
-        return try memberOffset(path: path)
+        return try memberOffset(fd: fd, path: path)
     }
 }
 
 /// GNU build-ids: a vmlinux's, and the running kernel's from /sys/kernel/notes.
 public enum BuildID {
+    static let fix = "give --dwarf the vmlinux with debug info of the running kernel"
+
     public static func ofFile(_ path: String) throws(KPeerError) -> [UInt8] {
         var buf = [UInt8](repeating: 0, count: 64)
         var len = 0
         var err = kp_error()
         if kp_elf_build_id(path, &buf, buf.count, &len, &err) != 0 {
+            throw KPeerError(err, fix: "give --dwarf the vmlinux with debug info of the running kernel")
+        }
+        return Array(buf.prefix(len))
+    }
+
+    /// The build-id of the ELF file open on `fd` (`path` for messages).
+    static func ofFile(fd: Int32, path: String) throws(KPeerError) -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: 64)
+        var len = 0
+        var err = kp_error()
+        if kp_elf_build_id_fd(fd, path, &buf, buf.count, &len, &err) != 0 {
             throw KPeerError(err, fix: "give --dwarf the vmlinux with debug info of the running kernel")
         }
         return Array(buf.prefix(len))

@@ -1,4 +1,5 @@
 import CKPeer
+import Glibc
 import KPeerSystem
 
 /// The kernel's struct layouts, from BTF (libbpf) or a vmlinux's DWARF
@@ -44,9 +45,15 @@ public final class KernelTypes: @unchecked Sendable {
 
     public let source: OffsetSource
     public let origin: String
-    private let handle: OpaquePointer
+    /// The open BTF or DWARF; nil until a layout not remembered is asked for.
+    private var handle: OpaquePointer?
     private var members: [String: Member] = [:]
     private var sizes: [String: Int] = [:]
+    /// Layouts read from the file this run (not remembered): LayoutCache
+    /// stores them when there are any.
+    public private(set) var learned = false
+    /// Whether the layouts came from LayoutCache.
+    public private(set) var remembered = false
 
     /// BTF: /sys/kernel/btf/vmlinux by default, or any raw BTF or ELF with .BTF.
     public convenience init(btf path: String = BTF.defaultPath) throws(KPeerError) {
@@ -59,24 +66,45 @@ public final class KernelTypes: @unchecked Sendable {
     }
 
     private init(path: String, dwarf: Bool) throws(KPeerError) {
+        source = dwarf ? .dwarf : .btf
+        origin = path
+        handle = try open()
+    }
+
+    /// Layouts remembered for this kernel build (LayoutCache); the file
+    /// they came from is opened only if a layout not among them is asked for.
+    init(remembered members: [String: Member], sizes: [String: Int], source: OffsetSource, origin: String) {
+        self.source = source
+        self.origin = origin
+        self.members = members
+        self.sizes = sizes
+        self.remembered = true
+    }
+
+    private func open() throws(KPeerError) -> OpaquePointer {
+        if let handle { return handle }
         var h: OpaquePointer?
         var err = kp_error()
-        if kp_types_open(path, dwarf ? 1 : 0, &h, &err) != 0 || h == nil {
+        let dwarf = source == .dwarf
+        if kp_types_open(origin, dwarf ? 1 : 0, &h, &err) != 0 || h == nil {
             throw KPeerError(err, fix: dwarf ? "give --dwarf the vmlinux with debug info of the running kernel"
                                              : "give --btf a BTF file such as /sys/kernel/btf/vmlinux")
         }
-        handle = h!
-        source = dwarf ? .dwarf : .btf
-        origin = path
+        handle = h
+        return h!
     }
 
-    deinit { kp_types_close(handle) }
+    deinit { if let handle { kp_types_close(handle) } }
+
+    /// Everything known so far, for LayoutCache.
+    var snapshot: (members: [String: Member], sizes: [String: Int]) { (members, sizes) }
 
     /// `type`'s member at a dotted `path` ("sk.__sk_common.skc_net").
     /// Missing on this kernel: `.unavailable`, naming the struct and member.
     public func member(_ type: String, _ path: String) throws(KPeerError) -> Member {
         let key = type + "." + path
         if let m = members[key] { return m }
+        let handle = try openForMiss()
         var raw = kp_member()
         var err = kp_error()
         if kp_types_member(handle, type, path, &raw, &err) != 0 {
@@ -91,12 +119,14 @@ public final class KernelTypes: @unchecked Sendable {
                        target: target.isEmpty ? nil : target, targetKind: Member.Kind(raw.target_kind),
                        count: Int(raw.count), elementSize: Int(raw.elem_size), elementKind: Member.Kind(raw.elem_kind))
         members[key] = m
+        learned = true
         return m
     }
 
     /// sizeof(struct type).
     public func size(of type: String) throws(KPeerError) -> Int {
         if let s = sizes[type] { return s }
+        let handle = try openForMiss()
         var size: UInt64 = 0
         var err = kp_error()
         if kp_types_struct_size(handle, type, &size, &err) != 0 {
@@ -105,6 +135,103 @@ public final class KernelTypes: @unchecked Sendable {
             throw e
         }
         sizes[type] = Int(size)
+        learned = true
         return Int(size)
     }
+
+    /// A miss: the file is opened now. One that cannot be opened any more
+    /// says the layout is unknown (`.unavailable`), as a missing member does.
+    private func openForMiss() throws(KPeerError) -> OpaquePointer {
+        do {
+            return try open()
+        } catch {
+            var e = error
+            e.kind = .unavailable
+            throw e
+        }
+    }
+}
+
+/// Struct layouts read by the kernel-object reader, remembered per kernel
+/// build next to the peer offset (OffsetCache): one parse of BTF is most of
+/// what a run with SocketFacts costs, and the layouts of a build never
+/// change. /run is tmpfs, so they go at reboot. Only a root-owned file no
+/// one else may write is believed; what it says is checked against memory
+/// like everything else (the reader's pointers, the row checks), and a run
+/// that finds it wrong forgets it.
+///
+/// Text, one record a line:
+///   `kpeer-layout 1 BUILD-ID SOURCE ORIGIN`
+///   `m TYPE PATH OFFSET SIZE KIND TARGET|- TARGET-KIND COUNT ELEM-SIZE ELEM-KIND`
+///   `s TYPE SIZE`
+public struct LayoutCache: Sendable {
+    public static let defaultPath = "/run/kpeer/layouts"
+    public var path: String
+
+    public init(path: String = LayoutCache.defaultPath) {
+        self.path = path
+    }
+
+    static let kinds: [KernelTypes.Member.Kind] = [.integer, .pointer, .structure, .union, .array, .enumeration, .other]
+    static func code(_ k: KernelTypes.Member.Kind) -> Int { kinds.firstIndex(of: k)! }
+
+    /// Identifiers and dotted member paths only: nothing else is ever written.
+    static func isName(_ s: Substring) -> Bool {
+        !s.isEmpty && s.count < 128 && s.utf8.allSatisfy { $0 == 0x5F || $0 == 0x2E || (0x30...0x39).contains($0)
+            || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
+    }
+
+    public func lookup(buildID: [UInt8]) -> KernelTypes? {
+        guard let bytes = Files.readTrusted(path, maxSize: 1 << 20) else { return nil }
+        return Self.parse(bytes, buildID: buildID)
+    }
+
+    static func parse(_ bytes: [UInt8], buildID: [UInt8]) -> KernelTypes? {
+        guard bytes.last == 0x0A else { return nil }
+        let lines = String(decoding: bytes.dropLast(), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        guard let head = lines.first?.split(separator: " ", maxSplits: 4), head.count == 5, head[0] == "kpeer-layout",
+              head[1] == "1", head[2] == BuildID.hex(buildID), let source = OffsetSource(rawValue: String(head[3])),
+              source == .btf || source == .dwarf, !head[4].isEmpty else { return nil }
+        var members: [String: KernelTypes.Member] = [:]
+        var sizes: [String: Int] = [:]
+        for line in lines.dropFirst() {
+            let f = line.split(separator: " ", omittingEmptySubsequences: false)
+            func int(_ i: Int) -> Int? { Int(f[i]).flatMap { $0 >= 0 && $0 < 1 << 24 ? $0 : nil } }
+            func kind(_ i: Int) -> KernelTypes.Member.Kind? { int(i).flatMap { $0 < kinds.count ? kinds[$0] : nil } }
+            if f.count == 3, f[0] == "s", isName(f[1]), let size = int(2) {
+                sizes[String(f[1])] = size
+            } else if f.count == 11, f[0] == "m", isName(f[1]), isName(f[2]), let off = int(3), let size = int(4),
+                      let k = kind(5), f[6] == "-" || isName(f[6]), let tk = kind(7), let count = int(8),
+                      let es = int(9), let ek = kind(10) {
+                members[f[1] + "." + f[2]] = KernelTypes.Member(offset: off, size: size, kind: k,
+                                                                target: f[6] == "-" ? nil : String(f[6]), targetKind: tk,
+                                                                count: count, elementSize: es, elementKind: ek)
+            } else {
+                return nil  // anything unexpected: the whole file is not believed
+            }
+        }
+        return KernelTypes(remembered: members, sizes: sizes, source: source, origin: String(head[4]))
+    }
+
+    static func text(_ t: KernelTypes, buildID: [UInt8]) -> String? {
+        guard !t.origin.contains("\n"), !t.origin.isEmpty else { return nil }
+        let (members, sizes) = t.snapshot
+        var out = "kpeer-layout 1 \(BuildID.hex(buildID)) \(t.source.rawValue) \(t.origin)\n"
+        for (name, size) in sizes.sorted(by: { $0.key < $1.key }) { out += "s \(name) \(size)\n" }
+        for (key, m) in members.sorted(by: { $0.key < $1.key }) {
+            guard let dot = key.firstIndex(of: ".") else { continue }
+            out += "m \(key[..<dot]) \(key[key.index(after: dot)...]) \(m.offset) \(m.size) \(code(m.kind)) "
+                + "\(m.target ?? "-") \(code(m.targetKind)) \(m.count) \(m.elementSize) \(code(m.elementKind))\n"
+        }
+        return out
+    }
+
+    /// Remembers what `t` knows, when this run learned something (best
+    /// effort, like OffsetCache).
+    public func store(_ t: KernelTypes, buildID: [UInt8]) {
+        guard t.learned, !buildID.isEmpty, let text = Self.text(t, buildID: buildID) else { return }
+        Files.replace(path, with: Array(text.utf8), directoryMode: 0o755)
+    }
+
+    public func forget() { Files.removeTrusted(path) }
 }

@@ -19,15 +19,11 @@ public struct OffsetCache: Sendable {
     }
 
     /// The remembered offset for the kernel with `buildID`, or nil. Only a
-    /// root-owned file that no one else may write is believed.
+    /// root-owned file that no one else may write, in a directory of the
+    /// same kind (Files.trustedDirectory: not a symlink), is believed; any
+    /// other is not read at all, silently (it is only a cache).
     public func lookup(buildID: [UInt8]) -> MemberOffset? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == 0, st.st_mode & 0o022 == 0,
-              st.st_size < 4096, let bytes = try? Files.readAll(fd: fd, path: path) else { return nil }
-        return Self.parse(bytes, buildID: buildID)
+        Files.readTrusted(path, maxSize: 4096).flatMap { Self.parse($0, buildID: buildID) }
     }
 
     static func parse(_ bytes: [UInt8], buildID: [UInt8]) -> MemberOffset? {
@@ -52,14 +48,15 @@ public struct OffsetCache: Sendable {
     }
 
     /// Remembers an offset read from symbols (never a calibrated or
-    /// user-given one). Best effort: a read-only /run just means no cache.
+    /// user-given one). Best effort: a read-only /run, or a directory
+    /// Files.replace does not trust, just means no cache.
     public func store(_ o: MemberOffset, buildID: [UInt8]) {
         guard o.source == .btf || o.source == .dwarf, !o.remembered, !buildID.isEmpty,
               !o.origin.contains("\n") else { return }
         Files.replace(path, with: Array(Self.line(o, buildID: buildID).utf8), directoryMode: 0o755)
     }
 
-    public func forget() {
-        unlink(path)
-    }
+    /// Deletes the remembered offset, only from a trusted directory: through
+    /// a planted symlink, `offsets` could be another directory's file.
+    public func forget() { Files.removeTrusted(path) }
 }

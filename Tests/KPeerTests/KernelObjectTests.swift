@@ -135,3 +135,47 @@ struct KernelObjectTests {
         #expect(try s.object().pointer("peer")?.address == Self.base + 0x8000)
     }
 }
+
+/// Layouts remembered per kernel build (/run/kpeer/layouts): what was read
+/// from BTF comes back the same, for that build only, and a file with
+/// anything unexpected in it is not believed at all.
+struct LayoutCacheTests {
+    static let id: [UInt8] = [0xde, 0xad, 0xbe, 0xef]
+
+    @Test(.enabled(if: KernelObjectTests.haveBTF)) func whatWasReadComesBackTheSame() throws {
+        let t = try KernelTypes(btf: KernelObjectTests.btf)
+        let paths = ["sk.__sk_common.skc_net.net", "peer", "addr", "sk.sk_receive_queue", "path.dentry"]
+        let read = try paths.map { try t.member("unix_sock", $0) }
+        let size = try t.size(of: "unix_sock")
+        #expect(t.learned && !t.remembered)
+        let text = try #require(LayoutCache.text(t, buildID: Self.id))
+        let back = try #require(LayoutCache.parse(Array(text.utf8), buildID: Self.id))
+        #expect(back.remembered && back.source == .btf && back.origin == KernelObjectTests.btf)
+        #expect(try paths.map { try back.member("unix_sock", $0) } == read)
+        #expect(try back.size(of: "unix_sock") == size)
+        #expect(!back.learned)
+        // Another build's file is not this one's.
+        #expect(LayoutCache.parse(Array(text.utf8), buildID: [1, 2, 3]) == nil)
+        // One odd line, and none of it is believed.
+        for bad in ["m unix_sock peer 8 8 1 sock 2 0 0 6 extra\n", "m unix_sock pe$er 8 8 1 sock 2 0 0 6\n",
+                    "m unix_sock peer -8 8 1 sock 2 0 0 6\n", "m unix_sock peer 8 8 9 sock 2 0 0 6\n", "x\n"] {
+            #expect(LayoutCache.parse(Array((text + bad).utf8), buildID: Self.id) == nil, "\(bad)")
+        }
+        #expect(LayoutCache.parse(Array(text.utf8.dropLast()), buildID: Self.id) == nil)
+    }
+
+    @Test func aFileAnyoneCouldWriteIsNotRead() throws {
+        let dir = Support.tempDir()
+        chmod(dir, 0o755)
+        let path = dir + "/layouts"
+        let text = "kpeer-layout 1 deadbeef btf /sys/kernel/btf/vmlinux\ns unix_sock 1024\n"
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0o644)
+        #expect(LayoutCache(path: path).lookup(buildID: Self.id) != nil)
+        chmod(path, 0o666)
+        #expect(LayoutCache(path: path).lookup(buildID: Self.id) == nil)
+        chmod(path, 0o644)
+        chmod(dir, 0o777)
+        #expect(LayoutCache(path: path).lookup(buildID: Self.id) == nil)
+    }
+}

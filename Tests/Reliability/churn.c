@@ -119,7 +119,9 @@ static int worker(const char *dir, int parent, int i, int n, int listener, const
             struct msg m = {ino_of(c), t, pid};
             fprintf(logfp, "P %llu %llu %llu %llu\n", (unsigned long long)m.ino,
                     (unsigned long long)lino[(i + 1) % n], (unsigned long long)t, (unsigned long long)pid);
-            if (write(c, &m, sizeof m) != (ssize_t)sizeof m) { /* the peer may be gone */ }
+            // MSG_NOSIGNAL: the listener may close meanwhile (churn stopping),
+            // and SIGPIPE would end the worker.
+            if (send(c, &m, sizeof m, MSG_NOSIGNAL) != (ssize_t)sizeof m) { /* the peer may be gone */ }
             hold(c, m.ino);
         } else if (c >= 0) {
             close(c);  // backlog full or the next worker finished: try again later
@@ -200,7 +202,10 @@ int main(int argc, char **argv) {
     int bad = 0;
     for (int i = 0; i < n; i++) {
         int st;
-        if (waitpid(kids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) bad++;
+        if (waitpid(kids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "churn: worker %d ended with wait status 0x%x\n", i, st);
+            bad++;
+        }
     }
     return bad ? 1 : 0;
 }

@@ -371,6 +371,37 @@ def facts_checks():
 
 facts_checks()
 
+
+# Forged rows (guest.d/forge.sh): the kcore answers do not move.
+def forge_checks():
+    r = run("forge_rows") if "forge_rows" in runs else None
+    if r is None:
+        return
+    check("forge: the attacker's rows are in /proc/net/unix (481 at address 0)",
+          r["status"] == 0 and int((r["out"].strip() or "0")) >= 481, r["out"])
+    for before, after in [("forge_before_path", "forge_path"), ("forge_before_inode", "forge_inode"),
+                          ("forge_before_path_netlink", "forge_path_netlink"),
+                          ("forge_before_inode_netlink", "forge_inode_netlink")]:
+        a, b = run(before), run(after)
+        if a and b:
+            check(f"forge: {after} answers as before the forging", (a["status"], a["out"], a["err"]) == (b["status"], b["out"], b["err"])
+                  and a["out"] + a["err"] != "", f"before {a['status']} {a['out']!r} {a['err']!r}, after {b['status']} {b['out']!r} {b['err']!r}")
+    r = run("forge_dump_auto_v")
+    if r:
+        check("forge: auto still uses kcore and --dump equals the truth",
+              r["status"] == 0 and "method kcore" in r["err"] and fixture_lines(r["out"]) == sorted(want_dump), f"{r['err']!r}")
+    r = run("forge_dump_netlink")
+    if r:
+        check("forge: --method netlink --dump equals the truth", r["status"] == 0 and fixture_lines(r["out"]) == sorted(want_dump),
+              f"{r['err']!r}")
+    r = run("forge_all_kcore")
+    if r:
+        forged = [l for l in lines(r["out"]) if " 9000" in l or "9000000" in l]
+        check("forge: no forged row in --all", r["status"] == 0 and not forged, f"{forged[:3]}")
+
+
+forge_checks()
+
 # Extension runs (Tests/VM/guest.d): each judges itself by its exit status.
 for rid in sorted(k for k in runs if k.startswith("x_")):
     r = runs[rid]

@@ -50,6 +50,13 @@ int kp_core_segments(int fd, kp_segment **segments, size_t *count, kp_error *err
 
 // GNU build-id of an ELF file (from its SHT_NOTE sections or PT_NOTE segments).
 int kp_elf_build_id(const char *path, uint8_t *buf, size_t buflen, size_t *len, kp_error *err);
+// A file named by the user (--dwarf), opened once: read-only, O_NONBLOCK
+// (a FIFO's open does not wait), and refused unless fstat says it is a
+// regular file. The descriptor, or -1 with `err` set. The _fd readers below
+// read only through it, so a path swapped after the check is never read.
+int kp_open_checked(const char *path, kp_error *err);
+// kp_elf_build_id of the ELF file open on `fd` (`path` names it in messages).
+int kp_elf_build_id_fd(int fd, const char *path, uint8_t *buf, size_t buflen, size_t *len, kp_error *err);
 
 // Offset in bytes of `member` inside `struct type`, and the struct's size,
 // from DWARF. Members of anonymous structs/unions are found too. CUs whose
@@ -58,6 +65,12 @@ int kp_elf_build_id(const char *path, uint8_t *buf, size_t buflen, size_t *len, 
 int kp_dwarf_member_offset(const char *path, const char *type, const char *member,
                            const char *prefer_cu, uint64_t *offset, uint64_t *struct_size,
                            kp_error *err);
+// The same from the ELF file open on `fd` (kp_open_checked): with
+// kp_elf_build_id_fd on the same descriptor, the build-id checked and the
+// DWARF read are one file's.
+int kp_dwarf_member_offset_fd(int fd, const char *path, const char *type, const char *member,
+                              const char *prefer_cu, uint64_t *offset, uint64_t *struct_size,
+                              kp_error *err);
 
 // Same from BTF (raw BTF such as /sys/kernel/btf/vmlinux, or an ELF with .BTF).
 // The kernel's own BTF on sysfs is streamed (below); everything else, and
@@ -71,6 +84,12 @@ int kp_btf_member_offsets(const char *path, const char *type, const char *member
 // libbpf alone: btf__parse, then the struct and member, anonymous members included.
 int kp_btf_member_offset_libbpf(const char *path, const char *type, const char *member,
                                 uint64_t *offset, uint64_t *struct_size, kp_error *err);
+// libbpf on the file open on `fd` (`path` names it in messages): refused
+// unless fstat says it is a regular file, then parsed through
+// /proc/self/fd/N, never by `path`. kp_btf_member_offsets opens a file
+// other than the kernel's own BTF once and reads it through this.
+int kp_btf_fd_member_offsets(int fd, const char *path, const char *type, const char *member, const char *also,
+                             uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err);
 // Raw BTF open on `fd`, read only up to the first struct `type`, whose
 // direct member `member` it must be. Checks only what it reads.
 int kp_btf_stream_member_offset(int fd, const char *type, const char *member,

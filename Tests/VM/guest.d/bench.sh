@@ -50,10 +50,13 @@ bench_kcore_netlink() {
         if [ -n "${PAHOLE_OFFSET:-}" ]; then
             crowd_measure kpeer --method kcore --offset "$PAHOLE_OFFSET" --dump >> /tmp/bench.t.offset
         fi
-        rm -f /run/kpeer/offsets
+        rm -f /run/kpeer/offsets /run/kpeer/layouts
         crowd_measure kpeer --method kcore --dump >> /tmp/bench.t.cold
         r=$((r + 1))
     done
+    # Where one warm kcore run's time goes, with the crowd.
+    KPEER_TRACE=1 kpeer --method kcore --dump 2>&1 > /dev/null | sed 's/^kpeer trace: /bench-trace kcore: /'
+    KPEER_TRACE=1 kpeer --method netlink --dump 2>&1 > /dev/null | sed 's/^kpeer trace: /bench-trace netlink: /'
     kill "$crowd_pid" 2> /dev/null
     wait "$crowd_pid" 2> /dev/null
     k=$(awk '{ print $1 }' /tmp/bench.t.kcore | bench_median)

@@ -1,0 +1,160 @@
+import KernelMemory
+import KernelObjects
+import KPeerSystem
+import SocketInventory
+
+/// /proc/net/unix prints bound names raw, so any user can bind a name that
+/// reads as extra rows (a newline, then a forged record). The kcore method
+/// believes a row only when kernel memory at its address is a unix socket
+/// that says the same: family AF_UNIX, the row's type, the row's inode (the
+/// socket's inode, `sk_socket` → `socket_alloc.vfs_inode.i_ino`; none for
+/// an embryo), the row's network namespace (`skc_net` → `net.ns.inum`) and
+/// the row's name (`addr` → `unix_address`, printed as the kernel prints
+/// it). A forged row fails one of these, and is dropped on its own: the
+/// real row it imitates stays.
+final class RowVerifier {
+    let reader: ObjectReader
+    /// Where each checked member is, resolved once: the check runs for every
+    /// row of every kcore run, so it reads raw bytes, not members by name.
+    private struct Layout {
+        var family = 0, type = 0, socket = 0, net = 0, addr = 0
+        var inode = 0, inum = 0, addrLen = 0, sunPath = 0, sunPathSize = 0, sunOffset = 0
+        var span = 0
+    }
+    private let at: Layout
+    private var netInum: [UInt64: UInt64] = [:]
+    private(set) var passed = 0
+    private(set) var failed = 0
+
+    /// nil when this kernel's layouts lack a member the check needs.
+    init?(reader: ObjectReader) {
+        self.reader = reader
+        let t = reader.types
+        func off(_ type: String, _ path: String, size: Int? = nil) -> Int? {
+            guard let m = try? t.member(type, path), size == nil || m.size == size else { return nil }
+            return m.offset
+        }
+        guard let family = off("unix_sock", "sk.__sk_common.skc_family", size: 2),
+              let type = off("unix_sock", "sk.sk_type", size: 2),
+              let socket = off("unix_sock", "sk.sk_socket", size: 8),
+              let net = off("unix_sock", "sk.__sk_common.skc_net.net", size: 8),
+              let addr = off("unix_sock", "addr", size: 8),
+              let inode = off("socket_alloc", "vfs_inode.i_ino", size: 8),
+              let inum = off("net", "ns.inum", size: 4),
+              let addrLen = off("unix_address", "len", size: 4),
+              let name = off("unix_address", "name"),
+              let sun = try? t.member("sockaddr_un", "sun_path") else { return nil }
+        var l = Layout(family: family, type: type, socket: socket, net: net, addr: addr, inode: inode, inum: inum,
+                       addrLen: addrLen, sunPath: name + sun.offset, sunPathSize: sun.size, sunOffset: sun.offset)
+        l.span = max(family + 2, type + 2, socket + 8, net + 8, addr + 8)
+        at = l
+    }
+
+    /// Does memory at the row's address say all that the row says?
+    func verify(_ e: UnixSocketEntry) -> Bool {
+        let ok = (try? fullCheck(e)) ?? false
+        if ok { passed += 1 } else { failed += 1 }
+        return ok
+    }
+
+    /// Every row. Each must be the unix socket of its inode (`sk_socket`'s
+    /// inode; none for an embryo): two 8-byte reads. A row that shares its
+    /// inode or its address with another (one of them forged: a real
+    /// socket is listed once) must also agree on family, type, namespace
+    /// and name, read in full. Reading every row in full costs several
+    /// times more (kcore copies every byte through a bounce buffer) and
+    /// adds nothing for a row no other row imitates: a forged row can carry
+    /// a socket's inode only by imitating that socket's real row, and one
+    /// with an inode of its own matches no socket at its address.
+    func verifyAll(_ entries: [UnixSocketEntry]) -> [Bool] {
+        var inodes: [UInt64: Int] = [:], addresses: [UInt64: Int] = [:]
+        inodes.reserveCapacity(entries.count)
+        addresses.reserveCapacity(entries.count)
+        for e in entries {
+            if e.inode != 0 { inodes[e.inode, default: 0] += 1 }
+            addresses[e.address, default: 0] += 1
+        }
+        return entries.map { e in
+            let twin = (e.inode != 0 && inodes[e.inode]! > 1) || addresses[e.address]! > 1
+            let ok = (try? (twin ? fullCheck(e) : inodeCheck(e))) ?? false
+            if ok { passed += 1 } else { failed += 1 }
+            return ok
+        }
+    }
+
+    /// The socket at the row's address has the row's inode.
+    private func inodeCheck(_ e: UnixSocketEntry) throws(KPeerError) -> Bool {
+        let memory = reader.memory
+        guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return false }
+        let socket = try memory.readWord(e.address &+ UInt64(at.socket))
+        if socket == 0 { return e.inode == 0 }  // an embryo has no socket, and no inode
+        guard e.inode != 0, memory.contains(socket &+ UInt64(at.inode)) else { return false }
+        return try memory.readWord(socket &+ UInt64(at.inode)) == e.inode
+    }
+
+    private func le(_ b: [UInt8], _ at: Int, _ size: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<size { v |= UInt64(b[at + i]) << (8 * UInt64(i)) }
+        return v
+    }
+
+    /// Family, type, inode, namespace and name.
+    private func fullCheck(_ e: UnixSocketEntry) throws(KPeerError) -> Bool {
+        let memory = reader.memory
+        guard e.address != 0, memory.contains(e.address), memory.contains(e.address &+ UInt64(at.span - 1)) else { return false }
+        let b = try memory.read(e.address, count: at.span)
+        guard le(b, at.family, 2) == 1,  // AF_UNIX
+              le(b, at.type, 2) == UInt64(e.rawType) else { return false }
+        let socket = le(b, at.socket, 8)
+        if socket != 0 {
+            guard e.inode != 0, memory.contains(socket &+ UInt64(at.inode)),
+                  try memory.readWord(socket &+ UInt64(at.inode)) == e.inode else { return false }
+        } else if e.inode != 0 {
+            return false
+        }
+        if e.netns != 0 {
+            let net = le(b, at.net, 8)
+            if netInum[net] == nil {
+                guard memory.contains(net &+ UInt64(at.inum)) else { return false }
+                netInum[net] = try memory.readWord(net &+ UInt64(at.inum)) & 0xffff_ffff
+            }
+            guard netInum[net] == e.netns else { return false }
+        }
+        return try name(le(b, at.addr, 8)) == e.path
+    }
+
+    /// The name as /proc/net/unix prints it (unix_seq_show): an abstract
+    /// name's NULs as `@`, a path without the NUL the kernel appended.
+    private func name(_ addr: UInt64) throws(KPeerError) -> SocketPath? {
+        guard addr != 0 else { return nil }
+        let memory = reader.memory
+        guard memory.contains(addr), memory.contains(addr &+ UInt64(at.sunPath + at.sunPathSize)) else {
+            throw KPeerError(.refused, "unix_address outside kernel memory")
+        }
+        let len = Int(Int32(truncatingIfNeeded: try memory.readWord(addr &+ UInt64(at.addrLen)) & 0xffff_ffff))
+        let bytesLen = len - at.sunOffset  // len counts sun_family too
+        guard bytesLen > 0, bytesLen <= at.sunPathSize else { return nil }
+        let raw = try memory.read(addr &+ UInt64(at.sunPath), count: bytesLen)
+        if raw[0] == 0 {
+            return SocketPath(bytes: raw.dropFirst().map { $0 == 0 ? 0x40 : $0 }, isAbstract: true)
+        }
+        return SocketPath(bytes: raw.dropLast().map { $0 == 0 ? 0x40 : $0 }, isAbstract: false)
+    }
+}
+
+extension TrustedRows {
+    /// Kcore rows that kernel memory vouches for (RowVerifier), then one
+    /// row per inode and namespace. When not one row of many verifies, the
+    /// layouts are what is wrong (a stale remembered layout): nil, and the
+    /// caller falls back to `inMemory`.
+    static func verified(_ entries: [UnixSocketEntry], _ verifier: RowVerifier) -> [UnixSocketEntry]? {
+        let ok = verifier.verifyAll(entries)
+        let kept = entries.indices.filter { ok[$0] }.map { entries[$0] }
+        if kept.isEmpty && !entries.isEmpty { return nil }
+        return unique(kept)
+    }
+}
+
+extension RowVerifier {
+    var memory: KernelMemory { reader.memory }
+}

@@ -1,0 +1,171 @@
+import Glibc
+import Testing
+@testable import KernelMemory
+@testable import KernelObjects
+@testable import KPeerSystem
+@testable import PeerResolution
+@testable import SocketInventory
+@testable import TypeOffsets
+
+/// Forged /proc/net/unix rows (a bound name with a newline and a record
+/// after it) against the kcore method's row check: a synthetic core laid out
+/// with this machine's BTF holds one real socket as the kernel has it; rows
+/// that say anything else about its address are dropped one by one, and the
+/// real row stays. (The VM test does the same with a real attacker process.)
+struct RowVerifierTests {
+    static let btf = "/sys/kernel/btf/vmlinux"
+    static let base: UInt64 = 0xffff_8880_0200_0000
+    static var haveBTF: Bool { access(btf, R_OK) == 0 }
+
+    final class World {
+        let types: KernelTypes
+        let core = SyntheticCore()
+        var next = RowVerifierTests.base + 0x1000
+
+        init() throws {
+            types = try KernelTypes(btf: RowVerifierTests.btf)
+            _ = core.add(vaddr: RowVerifierTests.base, size: 1 << 18)
+        }
+
+        func off(_ t: String, _ p: String) throws -> UInt64 { UInt64(try types.member(t, p).offset) }
+        func alloc() -> UInt64 { defer { next += 0x1000 }; return next }
+        func bytes(_ at: UInt64, _ b: [UInt8]) { for (i, x) in b.enumerated() { core.pokeByte(at + UInt64(i), x) } }
+
+        /// A unix_sock of `type` with inode `inode` (0: an embryo, no
+        /// socket), in the namespace `netns`, bound to `name` (sun_path bytes).
+        func socket(inode: UInt64, type: UInt16 = 1, netns: UInt32 = 4026531840, name: [UInt8]?) throws -> UInt64 {
+            let us = alloc()
+            bytes(us + (try off("unix_sock", "sk.__sk_common.skc_family")), [1, 0])
+            bytes(us + (try off("unix_sock", "sk.sk_type")), [UInt8(type), 0])
+            if inode != 0 {
+                let sa = alloc()
+                core.poke(us + (try off("unix_sock", "sk.sk_socket")), sa)
+                core.poke(sa + (try off("socket_alloc", "vfs_inode.i_ino")), inode)
+            }
+            let net = alloc()
+            core.poke(us + (try off("unix_sock", "sk.__sk_common.skc_net.net")), net)
+            bytes(net + (try off("net", "ns.inum")), withUnsafeBytes(of: netns.littleEndian, Array.init))
+            if let name {
+                let ua = alloc()
+                core.poke(us + (try off("unix_sock", "addr")), ua)
+                let len = Int32(try off("sockaddr_un", "sun_path")) + Int32(name.count)
+                bytes(ua + (try off("unix_address", "len")), withUnsafeBytes(of: len.littleEndian, Array.init))
+                bytes(ua + (try off("unix_address", "name")) + (try off("sockaddr_un", "sun_path")), name)
+            }
+            return us
+        }
+
+        func verifier() throws -> RowVerifier {
+            let reader = ObjectReader(memory: try KernelMemory(path: try core.write()), types: types)
+            return try #require(RowVerifier(reader: reader))
+        }
+    }
+
+    static func row(_ address: UInt64, inode: UInt64, type: UInt16 = 1, state: UInt8 = 1, netns: UInt64 = 4026531840,
+                    path: String?, abstract: Bool = false, listening: Bool = true) -> UnixSocketEntry {
+        UnixSocketEntry(address: address, refCount: 2, flags: listening ? UnixSocketEntry.acceptConnections : 0,
+                        rawType: type, rawState: state, inode: inode,
+                        path: path.map { SocketPath(bytes: Array($0.utf8), isAbstract: abstract) }, netns: netns)
+    }
+
+    @Test(.enabled(if: haveBTF)) func theRealRowPassesAndEveryForgeryFails() throws {
+        let w = try World()
+        // A listener bound to /run/svc.sock (the kernel appends a NUL to a path).
+        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
+        // An abstract name with an embedded NUL, printed @a@b.
+        let a = try w.socket(inode: 600, type: 2, name: [0] + Array("a".utf8) + [0] + Array("b".utf8))
+        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
+        let v = try w.verifier()
+        #expect(v.verify(Self.row(l, inode: 500, path: "/run/svc.sock")))
+        #expect(v.verify(Self.row(a, inode: 600, type: 2, path: "a@b", abstract: true, listening: false)))
+        #expect(v.verify(Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false)))
+        // Forgeries of the listener's row: another inode, name, type, namespace.
+        #expect(!v.verify(Self.row(l, inode: 501, path: "/run/svc.sock")))
+        #expect(!v.verify(Self.row(l, inode: 500, path: "/run/evil.sock")))
+        #expect(!v.verify(Self.row(l, inode: 500, path: "/run/svc.sock", abstract: true)))
+        #expect(!v.verify(Self.row(l, inode: 500, path: nil)))
+        #expect(!v.verify(Self.row(l, inode: 500, type: 2, path: "/run/svc.sock")))
+        #expect(!v.verify(Self.row(l, inode: 500, netns: 4026532000, path: "/run/svc.sock")))
+        // An embryo row naming an inode, and a row at an address that holds no socket.
+        #expect(!v.verify(Self.row(embryo, inode: 77, path: "/run/svc.sock")))
+        #expect(!v.verify(Self.row(Self.base + 0x30000, inode: 500, path: "/run/svc.sock")))
+    }
+
+    /// The attack that made the netlink method drop both rows ("listed
+    /// twice"): a forged row with the listener's inode and address. Memory
+    /// tells them apart: the real row stays, the forged one goes.
+    @Test(.enabled(if: haveBTF)) func aForgedTwinDoesNotHideTheRealRow() throws {
+        let w = try World()
+        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
+        let c = try w.socket(inode: 510, type: 1, name: nil)
+        let real = Self.row(l, inode: 500, path: "/run/svc.sock")
+        let forged = Self.row(l, inode: 500, path: "/run/other.sock")
+        let client = Self.row(c, inode: 510, state: 3, path: nil, listening: false)
+        let zeroed = (0..<50).map { _ in Self.row(0, inode: 500, path: "/run/svc.sock") }
+        let kept = try #require(TrustedRows.verified([forged, real, client] + zeroed, try w.verifier()))
+        #expect(kept == [real, client])
+        // Without the check (no layouts), both twins go: the old behaviour.
+        #expect(!TrustedRows.inMemory([forged, real, client], try KernelMemory(path: try w.core.write())).contains(real))
+    }
+
+    /// Rows no other row imitates are checked by inode alone: the socket
+    /// at the address has that inode (an embryo none). Garbage addresses and
+    /// made-up inodes go; the flood of the "hashed addresses" attack
+    /// (address 0) goes without touching the real rows.
+    @Test(.enabled(if: haveBTF)) func loneRowsAreCheckedByInode() throws {
+        let w = try World()
+        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
+        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
+        let rows = [Self.row(l, inode: 500, path: "/run/svc.sock"),
+                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
+                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),  // a twin: checked in full, passes
+                    Self.row(Self.base + 0x30000, inode: 700, path: nil),  // no socket there
+                    Self.row(l + 8, inode: 500, path: nil),                // not a socket's address
+                    Self.row(0, inode: 701, path: nil)]
+        #expect(try w.verifier().verifyAll(rows) == [true, true, true, false, false, false])
+    }
+
+    /// A table none of whose rows verifies says the layouts are wrong (a
+    /// stale remembered layout), not that every row is forged.
+    @Test(.enabled(if: haveBTF)) func nothingVerifiedMeansWrongLayouts() throws {
+        let w = try World()
+        let l = try w.socket(inode: 500, name: nil)
+        #expect(TrustedRows.verified([Self.row(l, inode: 999, path: nil)], try w.verifier()) == nil)
+    }
+}
+
+/// The netlink method's side of the same attack: sock_diag's own record of
+/// an inode listed twice tells the real row from the forged twin.
+struct VouchedRowTests {
+    static func row(_ inode: UInt64, path: String?, abstract: Bool = false, listening: Bool = true,
+                    type: UInt16 = 1) -> UnixSocketEntry {
+        RowVerifierTests.row(0, inode: inode, type: type, path: path, abstract: abstract, listening: listening)
+    }
+
+    static func diag(_ inode: UInt64, name: [UInt8]?, listening: Bool = true, type: UInt8 = 1) -> DiagEntry {
+        var d = DiagEntry(inode: inode, rawType: type, rawState: listening ? 10 : 7)
+        d.name = name.map { SocketPath(sunPath: $0) }
+        return d
+    }
+
+    @Test func aForgedTwinGoesAndTheRealRowStays() {
+        let real = Self.row(500, path: "/run/svc.sock")
+        let other = Self.row(600, path: "a@b", abstract: true, listening: false, type: 2)
+        let twins = [Self.row(500, path: "/run/evil.sock"), Self.row(500, path: "/run/svc.sock", listening: false),
+                     Self.row(500, path: "/run/svc.sock", type: 5), Self.row(500, path: nil)]
+        let details: [UInt64: DiagEntry] = [500: Self.diag(500, name: Array("/run/svc.sock".utf8)),
+                       600: Self.diag(600, name: [0, 0x61, 0, 0x62], listening: false, type: 2)]
+        for twin in twins {
+            for order in [[twin, real, other], [real, twin, other]] {
+                let kept = TrustedRows.vouched(order, known: [500, 600]) { details }
+                #expect(kept == [real, other], "\(twin)")
+            }
+        }
+        // Without sock_diag's details, both twins go (nothing says which is real).
+        #expect(TrustedRows.vouched([twins[0], real, other], known: [500, 600]) == [other])
+        // No twins: the details are never asked for.
+        var asked = false
+        #expect(TrustedRows.vouched([real, other], known: [500, 600]) { asked = true; return details } == [real, other])
+        #expect(!asked)
+    }
+}

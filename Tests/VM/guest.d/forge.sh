@@ -1,0 +1,25 @@
+# Sourced by the guest's /init: an unprivileged user forges /proc/net/unix
+# rows (guest.d/forge.c, run as uid 65534): a twin of the fixture's
+# listener at address 0, and a flood of rows at address 0. Root's kpeer
+# must answer exactly as before: with kcore every forged row is dropped by
+# the row check (memory at the address must say the same), with netlink the
+# twin by sock_diag's record of that inode; the real row stays, and auto
+# still uses kcore. check.py
+# compares the forge_* runs with the same runs made before the forging.
+forge_listener=$(awk '$1 == "sock" && $3 == "listener" { print $2; exit }' /tmp/truth)
+forge_path=$(ls /tmp/kpf-*-stream.sock | head -n1)
+run forge_before_path kpeer --method kcore "$forge_path"
+run forge_before_inode kpeer --method kcore "$forge_listener"
+run forge_before_path_netlink kpeer --method netlink "$forge_path"
+run forge_before_inode_netlink kpeer --method netlink "$forge_listener"
+sleep 100000 | kpf --run-as 65534 forge /tmp "$forge_listener" 480 > /tmp/forge.out 2> /tmp/forge.err &
+wait_ready /tmp/forge.out $!
+run forge_rows sh -c 'grep -c "^0000000000000000:" /proc/net/unix'
+run forge_dump_auto_v kpeer -v --dump
+run forge_path kpeer --method kcore "$forge_path"
+run forge_inode kpeer --method kcore "$forge_listener"
+run forge_all_kcore kpeer --method kcore --all
+run forge_path_netlink kpeer --method netlink "$forge_path"
+run forge_inode_netlink kpeer --method netlink "$forge_listener"
+run forge_dump_netlink kpeer --method netlink --dump
+# The forger stays: the tests after this one (netns.sh) run under attack too.
