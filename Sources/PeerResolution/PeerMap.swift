@@ -54,7 +54,13 @@ public struct PeerMap: Sendable {
     public let unverified: Set<UInt64>
     /// What kernel memory told beyond the peer (kcore, when asked for):
     /// by inode, for sockets proved stable; nil when not read.
-    public var facts: [UInt64: SocketFacts]?
+    public var facts: [UInt64: SocketFacts]? {
+        didSet {
+            inFlightTo = [:]
+            for (receiver, f) in facts ?? [:] { for c in f.carrying { inFlightTo[c] = receiver } }
+        }
+    }
+    private var inFlightTo: [UInt64: UInt64] = [:]
     /// Features of SocketFacts this kernel or run could not give, and why.
     public var factsUnavailable: [String: String] = [:]
     /// The network namespaces of the processes holding sockets.
@@ -145,6 +151,10 @@ public struct PeerMap: Sendable {
         return copy
     }
 
+    /// The socket on whose receive queue `inode` is in flight (SCM_RIGHTS),
+    /// when kernel memory was read for it (SocketFacts.carrying).
+    public func inFlight(_ inode: UInt64) -> UInt64? { inFlightTo[inode] }
+
     /// The seed's `socket_peer INODE`: the processes holding the peer, or
     /// an error saying why there are none.
     public func peerOwners(of inode: UInt64) throws(KPeerError) -> [Owner] {
@@ -154,8 +164,16 @@ public struct PeerMap: Sendable {
         if let p = s.peer {
             let owners = self.owners(of: p)
             if owners.isEmpty {
-                throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process",
-                                 fix: "it is in flight in an SCM_RIGHTS message or being closed; try again")
+                if let r = inFlight(p) {
+                    throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process: it is in flight in an SCM_RIGHTS message queued on socket \(r), held by \(describe(self.owners(of: r)))",
+                                     fix: "that process has not received it yet")
+                }
+                if facts != nil && factsUnavailable["in_flight"] == nil && factsUnavailable["all"] == nil {
+                    throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process kpeer can see, and is in flight in no queue kernel memory shows",
+                                     fix: "it is being closed, or held where kpeer cannot look (another pid namespace); try again")
+                }
+                throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process kpeer can see",
+                                 fix: "it may be in flight in an SCM_RIGHTS message or being closed (kpeer -v with the kcore method says which)")
             }
             return owners
         }

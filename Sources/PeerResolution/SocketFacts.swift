@@ -23,6 +23,13 @@ public struct SocketFacts: Sendable, Equatable {
     public var backlog: Backlog?
     /// A datagram socket's queue by sending socket (`skb->sk`).
     public var senders: [Sender] = []
+    /// Sockets in flight to this one: passed in SCM_RIGHTS messages queued
+    /// on its receive queue, not received yet (`UNIXCB(skb).fp` →
+    /// `scm_fp_list.fp[]` → `file.private_data` → `socket.sk`). By inode;
+    /// only sockets kpeer lists.
+    public var carrying: [UInt64] = []
+    /// Their kernel addresses, until the inodes are known.
+    var carryingAddresses: [UInt64] = []
 
     public struct Connector: Sendable, Equatable {
         /// The pid in kpeer's pid namespace; nil when that process's pid
@@ -137,6 +144,7 @@ final class FactReader {
             }
         }
         f.receiveQueue = SocketFacts.Queue(skbs: skbs.count, bytes: bytes, partial: torn)
+        f.carryingAddresses = skbs.flatMap { skb in attempt("in_flight") { () throws(KPeerError) -> [UInt64]? in try passed(skb) } ?? [] }
         f.senders = order.map { sk in
             SocketFacts.Sender(inode: nil, address: sk, datagrams: bySender[sk]!.0, bytes: bySender[sk]!.1)
         }
@@ -145,6 +153,31 @@ final class FactReader {
 }
 
 extension FactReader {
+    /// The sockets an skb carries in SCM_RIGHTS: UNIXCB(skb) lives in
+    /// `skb->cb`; its `fp` lists the files, a socket file's private_data is
+    /// its struct socket. Files that are not sockets give addresses no row
+    /// has, and are ignored when the addresses are named (settle).
+    func passed(_ skb: KernelObject) throws(KPeerError) -> [UInt64] {
+        let t = reader.types
+        let cb = try t.member("sk_buff", "cb"), fpAt = try t.member("unix_skb_parms", "fp")
+        guard fpAt.offset + 8 <= cb.size else {
+            throw KPeerError(.unavailable, "unix_skb_parms does not fit in sk_buff.cb on this kernel")
+        }
+        let list = try reader.memory.readWord(skb.address &+ UInt64(cb.offset + fpAt.offset))
+        guard list != 0 else { return [] }
+        let fp = try reader.object(at: list, type: "scm_fp_list")
+        let count = Int(try fp.signed("count"))
+        guard count > 0 else { return [] }
+        var out: [UInt64] = []
+        for i in 0..<min(count, try fp.member("fp").count) {
+            let file = try fp.pointerElement("fp", i)
+            guard file != 0, let f = try? reader.object(at: file, type: "file"),
+                  let socket = try? f.pointer("private_data", as: "socket"), let sk = try? socket.word("sk") else { continue }
+            out.append(sk)
+        }
+        return out
+    }
+
     /// The facts of rows proved stable, by inode; a sender named by the
     /// inode of the stable row at its address (nil: closed, or unproved).
     static func settle(_ raw: [SocketFacts?], entries: [UnixSocketEntry], stable: [Bool]) -> [UInt64: SocketFacts] {
@@ -154,6 +187,7 @@ extension FactReader {
         for (i, e) in entries.enumerated() where stable[i] && e.inode != 0 {
             guard var f = raw[i] else { continue }
             for k in f.senders.indices { f.senders[k].inode = inodeAt[f.senders[k].address] }
+            f.carrying = f.carryingAddresses.compactMap { inodeAt[$0] }
             out[e.inode] = f
         }
         return out

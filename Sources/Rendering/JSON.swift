@@ -59,6 +59,7 @@ public enum JSON {
             "{\"skbs\":\($0.skbs),\"bytes\":\($0.bytes),\"partial\":\($0.partial)}" } ?? "null"))
         parts.append("\"send_queue_bytes\":" + (f.sendBytes.map(String.init) ?? "null"))
         parts.append("\"backlog\":" + (f.backlog.map { "{\"pending\":\($0.pending),\"max\":\($0.max)}" } ?? "null"))
+        parts.append("\"carrying\":[" + f.carrying.map(String.init).joined(separator: ",") + "]")
         parts.append("\"senders\":[" + f.senders.map {
             "{\"inode\":\($0.inode.map(String.init) ?? "null"),\"datagrams\":\($0.datagrams),\"bytes\":\($0.bytes)}"
         }.joined(separator: ",") + "]")
@@ -89,6 +90,7 @@ public enum JSON {
             out += ",\"pending\":[" + s.pending.map { ref(map, $0) }.joined(separator: ",") + "]"
             out += ",\"senders\":[" + s.senders.map { ref(map, $0) }.joined(separator: ",") + "]"
             out += ",\"kernel\":" + facts(map.facts?[s.inode])
+            out += ",\"in_flight_to\":" + (map.inFlight(s.inode).map { ref(map, $0) } ?? "null")
             out += "}"
         }
         return out + "\n]}\n"

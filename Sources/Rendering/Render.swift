@@ -87,6 +87,12 @@ public enum Render {
         if let q = f.receiveQueue { out.append("socket \(inode): \(q.skbs) buffers (\(q.bytes) bytes) waiting to be read\(q.partial ? " (at least: the queue changed while read)" : "")") }
         if let b = f.sendBytes { out.append("socket \(inode): \(b) bytes sent and not yet read by the peer") }
         if let b = f.backlog { out.append("socket \(inode): \(b.pending) of \(b.max) connections waiting to be accepted") }
+        if let r = map.inFlight(inode) {
+            out.append("socket \(inode) is in flight in an SCM_RIGHTS message queued on socket \(r)")
+        }
+        if !f.carrying.isEmpty {
+            out.append("socket \(inode): sockets in flight to it (SCM_RIGHTS, not received yet): " + f.carrying.map(String.init).joined(separator: ", "))
+        }
         for x in f.senders {
             let who = x.inode.map { "socket \($0) (\(map.owners(of: $0).map(\.label).joined(separator: ",").nilIfEmpty ?? "no process"))" } ?? "a closed socket"
             out.append("socket \(inode): \(x.datagrams) datagrams (\(x.bytes) bytes) queued from \(who)")

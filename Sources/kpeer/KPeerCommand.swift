@@ -230,7 +230,8 @@ struct KPeerCommand: ParsableCommand {
         o.dwarfPath = dwarf
         o.force = force
         // What only kernel memory tells, where the output shows it.
-        o.kernelFacts = json || format == .json || extended || (verbose && inode != nil)
+        // (With a target always: its answer may rest on one, a peer in flight.)
+        o.kernelFacts = json || format == .json || extended || inode != nil
         return o
     }
 

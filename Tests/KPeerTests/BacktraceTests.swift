@@ -133,9 +133,11 @@ import Testing
         var reaped: Int32? = nil
         defer { if reaped == nil { kill(pid, SIGKILL); _ = Self.reap(pid, within: 10) } }
 
-        // Blocked: the pipe is full and kpeer still runs (at most 20 s).
+        // Blocked: the pipe is full and kpeer still runs. Waited for as long
+        // as kpeer lives (two minutes only as a hang detector: a loaded
+        // machine may take its time).
         var full = false
-        for _ in 0..<2000 {
+        for _ in 0..<12000 {
             var queued: Int32 = 0
             if ioctl(fds[0], UInt(FIONREAD), &queued) == 0, queued >= capacity {
                 full = true
@@ -200,16 +202,27 @@ import Testing
             if reaped == nil { kill(strace, SIGKILL); _ = Self.reap(strace, within: 10) }
         }
         var blocked = false
-        for _ in 0..<2000 where !blocked {
-            if kpeer == 0, let kids = try? String(contentsOfFile: "/proc/\(strace)/task/\(strace)/children", encoding: .utf8) {
-                kpeer = kids.split(separator: " ").compactMap { Int32($0) }.first ?? 0
+        // As long as strace (and kpeer under it) lives; two minutes only as
+        // a hang detector.
+        for _ in 0..<12000 where !blocked && reaped == nil {
+            var st: Int32 = 0
+            if waitpid(strace, &st, WNOHANG) == strace { reaped = st; break }
+            // strace forks short-lived children of its own to probe ptrace
+            // first: kpeer is the child whose executable is the binary, and
+            // the children are read again until it shows up blocked.
+            if let kids = try? String(contentsOfFile: "/proc/\(strace)/task/\(strace)/children", encoding: .utf8) {
+                for kid in kids.split(separator: " ").compactMap({ Int32($0) })
+                    where (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(kid)/exe")).map({ URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }) == URL(fileURLWithPath: binary).resolvingSymlinksInPath().path {
+                    kpeer = kid
+                }
             }
             if kpeer > 0, let wchan = try? String(contentsOfFile: "/proc/\(kpeer)/wchan", encoding: .utf8) {
                 blocked = wchan.contains("pipe_write")
             }
             if !blocked { usleep(10_000) }
         }
-        try #require(blocked, "kpeer never blocked writing --help: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let wchan = kpeer > 0 ? ((try? String(contentsOfFile: "/proc/\(kpeer)/wchan", encoding: .utf8)) ?? "gone") : "no pid"
+        try #require(blocked, "kpeer (\(kpeer), wchan \(wchan), strace status \(reaped.map(String.init) ?? "running")) never blocked writing --help: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         // No handler on any of the runtime's crash signals.
         let status = (try? String(contentsOfFile: "/proc/\(kpeer)/status", encoding: .utf8)) ?? ""
         let caught = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") }

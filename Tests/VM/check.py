@@ -328,6 +328,11 @@ def facts_checks():
             elif what == "inq":
                 got = (k(f[1]).get("receive_queue") or {}).get("bytes")
                 check(f"{label}: socket {f[1]} has {f[2]} bytes to read (SIOCINQ)", got == int(f[2]), f"{got}")
+            elif what == "inflight":
+                carrying = k(f[2]).get("carrying")
+                to = ((by.get(int(f[1])) or {}).get("in_flight_to") or {}).get("inode")
+                check(f"{label}: socket {f[1]} is in flight to {f[2]} (SCM_RIGHTS, sender closed it)",
+                      carrying == [int(f[1])] and to == int(f[2]), f"carrying {carrying}, in_flight_to {to}")
             elif what == "outq":
                 got = k(f[1]).get("send_queue_bytes")
                 check(f"{label}: socket {f[1]} has {f[2]} bytes unread by its peer (SIOCOUTQ)", got == int(f[2]), f"{got}")
@@ -344,6 +349,16 @@ def facts_checks():
     if r:
         check("facts: -v PATH says how many wait to be accepted",
               r["status"] == 0 and "3 of 4 connections waiting to be accepted" in r["err"], f"{r['err']!r}")
+    inflight = [f for f in truth if f[0] == "inflight"]
+    r = run("facts_inflight_kcore")
+    if r and inflight:
+        check("facts: kpeer INODE names where its peer is in flight (status 3)",
+              r["status"] == 3 and f"queued on socket {inflight[0][2]}, held by" in r["err"] and len(lines(r["err"])) == 1,
+              f"{r['status']} {r['err']!r}")
+    r = run("facts_inflight_netlink")
+    if r and inflight:
+        check("facts: netlink does not claim what it cannot see (status 3, 'may be in flight')",
+              r["status"] == 3 and "may be in flight" in r["err"], f"{r['status']} {r['err']!r}")
     r = run("facts_nodiag_netlink_fails")
     if r:
         check("facts: with unix_diag unloaded, --method netlink cannot answer", r["status"] != 0, f"status {r['status']}")

@@ -14,6 +14,9 @@
 //     holder INODE PID
 //   1000 bytes written and not read on that connection
 //     inq INODE BYTES / outq INODE BYTES   (SIOCINQ, SIOCOUTQ)
+//   one end of a socketpair in flight: sent over SCM_RIGHTS to a socket no
+//   one reads, and closed by its sender
+//     inflight SOCKET RECEIVER OTHER_END
 //
 // then "ready", and waits for EOF on stdin.
 #define _GNU_SOURCE
@@ -170,6 +173,26 @@ int main(int argc, char **argv) {
     if (ioctl(acc, SIOCINQ, &inq) || ioctl(c, SIOCOUTQ, &outq)) die("ioctl");
     printf("inq %lu %d\n", ino_of(acc), inq);
     printf("outq %lu %d\n", ino_of(c), outq);
+
+    // A socket in flight: one end of a pair sent over SCM_RIGHTS to a
+    // socket no one reads, then closed here. Only the message holds it.
+    int pair[2], carrier[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) || socketpair(AF_UNIX, SOCK_DGRAM, 0, carrier)) die("socketpair");
+    {
+        char x = 'x';
+        struct iovec v = {&x, 1};
+        char cm[CMSG_SPACE(sizeof(int))];
+        struct msghdr h = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = cm, .msg_controllen = sizeof cm};
+        struct cmsghdr *c1 = CMSG_FIRSTHDR(&h);
+        c1->cmsg_level = SOL_SOCKET;
+        c1->cmsg_type = SCM_RIGHTS;
+        c1->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c1), &pair[0], sizeof(int));
+        if (sendmsg(carrier[0], &h, 0) != 1) die("sendmsg in flight");
+    }
+    printf("inflight %lu %lu %lu\n", ino_of(pair[0]), ino_of(carrier[1]), ino_of(pair[1]));
+    close(pair[0]);
+
     printf("ready\n");
     fflush(stdout);
     while (read(0, buf, sizeof buf) > 0) {}

@@ -13,6 +13,8 @@ run facts_json kpeer --method kcore --all --json
 run facts_json_dwarf kpeer --method kcore --dwarf /vmlinux --all --json
 run facts_all_e kpeer --method kcore --all -e
 run facts_v_listener kpeer -v --method kcore $facts_dir/facts-listen.sock
+run facts_inflight_kcore kpeer --method kcore "$(awk '$1 == "inflight" { print $4 }' /tmp/facts.truth)"
+run facts_inflight_netlink kpeer --method netlink "$(awk '$1 == "inflight" { print $4 }' /tmp/facts.truth)"
 run facts_diag_path_netlink kpeer --method netlink $facts_dir/facts-listen.sock
 run facts_diag_main_path_netlink kpeer --method netlink "$main_path"
 run facts_diag_dump_netlink kpeer --method netlink --dump
