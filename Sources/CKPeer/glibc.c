@@ -20,3 +20,37 @@ int kp_same_files(int pid, int tid) {
     long r = syscall(SYS_kcmp, (pid_t)pid, (pid_t)tid, KCMP_FILES, 0UL, 0UL);
     return r == 0 ? 1 : (r > 0 ? 0 : -errno);
 }
+
+// SO_PEERCRED of a socket another process holds: a copy of its descriptor
+// taken with pidfd_getfd(2) (Linux 5.6; needs PTRACE_MODE_ATTACH, which
+// root has), checked to be the socket of `inode` (the descriptor may have
+// been closed and reused meanwhile), asked, and closed.
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, uint32_t *gid) {
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (pidfd < 0) return -errno;
+    int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+    int e = errno;
+    close(pidfd);
+    if (copy < 0) return -e;
+    struct stat st;
+    struct ucred c;
+    socklen_t len = sizeof c;
+    int rc = 0;
+    if (fstat(copy, &st) != 0 || !S_ISSOCK(st.st_mode) || (uint64_t)st.st_ino != inode) rc = -ESTALE;
+    else if (getsockopt(copy, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) rc = -errno;
+    close(copy);
+    if (rc == 0) {
+        *cred_pid = c.pid;
+        *uid = c.uid;
+        *gid = c.gid;
+    }
+    return rc;
+#else
+    (void)pid, (void)fd, (void)inode, (void)cred_pid, (void)uid, (void)gid;
+    return -ENOSYS;
+#endif
+}

@@ -68,7 +68,7 @@ public enum Resolver {
     public static func resolve(_ options: ResolverOptions, boundFiles: Bool = false) throws(KPeerError) -> Resolution {
         switch options.method {
         case .netlink:
-            return try resolveNetlink(options, boundFiles: boundFiles)
+            return withNetlinkFacts(try resolveNetlink(options, boundFiles: boundFiles), options)
         case .kcore:
             return try withBoundFiles(resolveKcore(options, boundFiles: boundFiles), options, boundFiles)
         case .auto:
@@ -77,12 +77,20 @@ public enum Resolver {
             do {
                 map = try resolveKcore(options, boundFiles: boundFiles)
             } catch {
-                var r = try resolveNetlink(options, boundFiles: boundFiles)
+                var r = withNetlinkFacts(try resolveNetlink(options, boundFiles: boundFiles), options)
                 r.map.fallbackReason = error.description
                 return r
             }
             return try withBoundFiles(map, options, boundFiles)
         }
+    }
+
+    /// The connectors, when facts were asked for (NetlinkFacts).
+    static func withNetlinkFacts(_ r: Resolution, _ options: ResolverOptions) -> Resolution {
+        guard options.kernelFacts else { return r }
+        var r = r
+        Trace.phase("connectors") { NetlinkFacts.add(to: &r.map) }
+        return r
     }
 
     /// sock_diag, once per network namespace. With only kpeer's own

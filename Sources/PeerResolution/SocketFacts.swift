@@ -1,6 +1,8 @@
+import CKPeer
 import KernelMemory
 import KernelObjects
 import KPeerSystem
+import Glibc
 import SocketInventory
 import TypeOffsets
 
@@ -204,5 +206,41 @@ enum PidNamespace {
             return max(0, line.split(whereSeparator: { $0 == " " || $0 == "\t" }).count - 2)
         }
         return 0
+    }
+}
+
+/// The netlink method reads no kernel memory; of SocketFacts it can give
+/// the connector, as SO_PEERCRED on a copy of a holder's descriptor
+/// (pidfd_getfd(2)). The rest is marked unavailable.
+enum NetlinkFacts {
+    static let unavailable = "the netlink method does not read kernel memory (use the kcore method)"
+
+    static func add(to map: inout PeerMap) {
+        var facts: [UInt64: SocketFacts] = [:]
+        var failure: String?
+        for s in map.sockets where s.entry.state == .connected {
+            var f = SocketFacts()
+            for o in s.owners {
+                var pid: Int32 = 0
+                var uid: UInt32 = 0, gid: UInt32 = 0
+                let rc = kp_peercred(o.pid, o.fd, s.inode, &pid, &uid, &gid)
+                if rc == 0 {
+                    // pid 0 and uid/gid -1: no credentials were recorded
+                    // (a datagram socket's connect() records none), as
+                    // kcore sees a NULL sk_peer_cred.
+                    if pid > 0 || uid != UInt32.max {
+                        f.connector = SocketFacts.Connector(pid: pid > 0 ? pid : nil, uid: uid, gid: gid)
+                    }
+                    break
+                }
+                if rc == -ENOSYS || rc == -EPERM { failure = "pidfd_getfd(2): \(String(cString: strerror(-rc)))" }
+            }
+            if f.connector != nil { facts[s.inode] = f }
+        }
+        map.facts = facts
+        var missing: [String: String] = [:]
+        for k in ["bound_file", "receive_queue", "send_queue", "backlog", "in_flight"] { missing[k] = unavailable }
+        if let failure, facts.isEmpty { missing["connector"] = failure }
+        map.factsUnavailable = missing
     }
 }

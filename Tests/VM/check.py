@@ -200,9 +200,17 @@ if len(docs) == 2:
     def plain(doc):
         return [{k: v for k, v in s.items() if k != "kernel"} for s in doc["sockets"]]
     check("json: kcore and netlink give the same sockets", plain(docs["kcore"]) == plain(docs["netlink"]))
-    check("json: kcore has kernel facts for every fixture socket, netlink none",
+    def claims(k):
+        return k is not None and any(v not in (None, []) for key, v in k.items() if key != "connector")
+    check("json: kcore has kernel facts for every fixture socket; netlink claims none but connectors",
           all(s["kernel"] is not None for s in docs["kcore"]["sockets"] if s["inode"] in fixture_inodes)
-          and all(s["kernel"] is None for s in docs["netlink"]["sockets"]))
+          and not any(claims(s["kernel"]) for s in docs["netlink"]["sockets"]))
+    # Connectors: SO_PEERCRED through pidfd_getfd (netlink) = sk_peer_pid/cred (kcore).
+    kc = {s["inode"]: (s["kernel"] or {}).get("connector") for s in docs["kcore"]["sockets"]}
+    nc = {s["inode"]: (s["kernel"] or {}).get("connector") for s in docs["netlink"]["sockets"]}
+    both = [i for i in fixture_inodes if nc.get(i) is not None]
+    check("json: the fixture's connectors by netlink equal kcore's",
+          both and all(nc[i] == kc.get(i) for i in both), f"{[(i, nc[i], kc.get(i)) for i in both if nc[i] != kc.get(i)][:5]}")
     check("json: kcore names its offset source", docs["kcore"].get("offset", {}).get("value") == args.pahole,
           json.dumps(docs["kcore"].get("offset")))
     sj = {s["inode"]: s for s in docs["kcore"]["sockets"]}
@@ -339,6 +347,17 @@ def facts_checks():
 
     judge("facts_json", "facts (BTF)")
     judge("facts_json_dwarf", "facts (DWARF)")
+    r = run("facts_json_netlink")
+    if r:
+        try:
+            doc = json.loads(r["out"])
+            by = {s["inode"]: s for s in doc["sockets"]}
+            want = [f for f in truth if f[0] == "connector"]
+            bad = [f for f in want if ((by.get(int(f[1])) or {}).get("kernel") or {}).get("connector")
+                   != {"pid": int(f[2]), "uid": int(f[3]), "gid": int(f[4])}]
+            check(f"facts (netlink): {len(want)} connectors equal SO_PEERCRED (pidfd_getfd)", want and not bad, f"{bad}")
+        except (ValueError, KeyError) as e:
+            check("facts (netlink): JSON", False, str(e))
     r = run("facts_all_e")
     if r:
         backlog = [f for f in truth if f[0] == "backlog"]

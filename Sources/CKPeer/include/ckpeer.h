@@ -135,6 +135,10 @@ int kp_fixed_mmap_threshold(int bytes);
 // 1 yes, 0 no, -errno when kcmp(2) cannot tell (no CONFIG_KCMP, no ptrace
 // access): the caller then reads the task's table anyway.
 int kp_same_files(int pid, int tid);
+// SO_PEERCRED of the socket `inode` that process `pid` holds as `fd`, read
+// on a copy taken with pidfd_getfd(2). 0, or -errno (-ESTALE: that fd is no
+// longer that socket; -ENOSYS: no pidfd_getfd).
+int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, uint32_t *gid);
 
 // Struct layouts for the kernel-object reader (types.c): BTF through
 // libbpf, or a vmlinux's DWARF through libdw, behind one handle.

@@ -11,6 +11,7 @@ main_path=$(ls /tmp/kpf-*-stream.sock | head -n1)
 run facts_truth cat /tmp/facts.truth /tmp/facts.err
 run facts_json kpeer --method kcore --all --json
 run facts_json_dwarf kpeer --method kcore --dwarf /vmlinux --all --json
+run facts_json_netlink kpeer --method netlink --all --json
 run facts_all_e kpeer --method kcore --all -e
 run facts_v_listener kpeer -v --method kcore $facts_dir/facts-listen.sock
 run facts_inflight_kcore kpeer --method kcore "$(awk '$1 == "inflight" { print $4 }' /tmp/facts.truth)"
