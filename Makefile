@@ -5,10 +5,13 @@
 #                real-kernel VM test that proves the /proc/kcore path, churn,
 #                fuzz smoke, ASan/UBSan)
 #   make bench   kpeer against ss, lsof and a floor program (Docs/BENCHMARKS.md)
-#   make fuzz    every fuzz target, 10^6 executions each
+#   make fuzz    every fuzz target, 10^6 executions each (make fuzz-smoke: a few)
+#   make churn   kpeer under socket churn, paced from a measured run
+#   make sanitize  the unit tests under ASan/UBSan
 #   make vmtest  the VM test alone (KERNELS="6.1 6.12" by default)
 #   make static  one self-contained kpeer binary (.build-static/release/kpeer)
 #   make install PREFIX=/usr/local
+#   make clean   every build folder
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -106,4 +109,4 @@ install: $(if $(KPEER_BIN),,setup)
 	echo "installed kpeer, kpeer.1 and completions under $(DESTDIR)$(PREFIX)"
 
 clean:
-	rm -rf .build .build-static
+	rm -rf .build .build-static .build-rel .build-fuzz .build-asan .build-bench-static

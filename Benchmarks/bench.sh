@@ -272,18 +272,23 @@ L.append("Tests/VM/guest.d/bench.sh, in qemu (TCG, one CPU): a crowd of 20 proce
 L.append("compared for equality first, then timed alternately (Tests/VM/guest.d/crowd_measure.c); medians.")
 L.append("")
 if vm_rows:
-    L.append("| kernel | sockets | runs | kcore s | netlink s | kcore ÷ netlink | kcore with --offset s | kcore, first run s | kcore RSS KiB | netlink RSS KiB | failed runs |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| kernel | sockets | runs | kcore s | netlink s | kcore ÷ netlink | kcore with --offset s | kcore, first run s | kcore `--all` s | kcore `--all -e` s | `-e` ÷ `--all` | kcore RSS KiB | netlink RSS KiB | failed runs |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kv in vm_rows:
         L.append(f"| {kv.get('kernel')} | {kv.get('sockets')} | {kv.get('runs')} | {kv.get('kcore')} | {kv.get('netlink')} | "
-                 f"{kv.get('ratio')} | {kv.get('kcore_offset', '-')} | {kv.get('kcore_first', '-')} | {kv.get('kcore_rss_kb')} | {kv.get('netlink_rss_kb')} | {kv.get('failed_runs', '-')} |")
+                 f"{kv.get('ratio')} | {kv.get('kcore_offset', '-')} | {kv.get('kcore_first', '-')} | {kv.get('kcore_all', '-')} | "
+                 f"{kv.get('kcore_all_e', '-')} | {kv.get('extended_ratio', '-')} | {kv.get('kcore_rss_kb')} | {kv.get('netlink_rss_kb')} | {kv.get('failed_runs', '-')} |")
     L.append("")
     L.append("`kcore` is `kpeer --method kcore --dump` as it runs every time but the first after a boot: the")
     L.append("offset it read from BTF on its first run is remembered under the kernel's build-id in")
     L.append("/run/kpeer/offsets (Sources/TypeOffsets/OffsetCache.swift), and the self-check still proves it on")
     L.append("every run. `kcore, first run` is the same with that file removed first, so BTF is read (streamed")
     L.append("only up to struct unix_sock, Sources/CKPeer/btf.c). `kcore with --offset` is the method told the")
-    L.append("offset, reading nothing to find it.")
+    L.append("offset, reading nothing to find it. Every kcore run checks each /proc/net/unix row against")
+    L.append("memory (Docs/HOW-IT-WORKS.md, \"Rows kernel memory vouches for\"): two 8-byte reads a row, the")
+    L.append("price of forged rows never being believed. `--all -e` also reads each socket's queues, backlog,")
+    L.append("connector, bound file and in-flight sockets (SocketFacts), with layouts remembered in")
+    L.append("/run/kpeer/layouts.")
     L.append("")
 L.append(f"VM run: {vm_note}")
 L.append("")

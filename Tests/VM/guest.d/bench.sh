@@ -50,6 +50,9 @@ bench_kcore_netlink() {
         if [ -n "${PAHOLE_OFFSET:-}" ]; then
             crowd_measure kpeer --method kcore --offset "$PAHOLE_OFFSET" --dump >> /tmp/bench.t.offset
         fi
+        # The table, and the table with what only kernel memory tells (-e).
+        crowd_measure kpeer --method kcore --all >> /tmp/bench.t.all
+        crowd_measure kpeer --method kcore --all -e >> /tmp/bench.t.alle
         rm -f /run/kpeer/offsets /run/kpeer/layouts
         crowd_measure kpeer --method kcore --dump >> /tmp/bench.t.cold
         r=$((r + 1))
@@ -65,10 +68,13 @@ bench_kcore_netlink() {
     nr=$(awk '{ print $2 }' /tmp/bench.t.netlink | bench_median)
     o=$(awk '{ print $1 }' /tmp/bench.t.offset 2> /dev/null | bench_median)
     c=$(awk '{ print $1 }' /tmp/bench.t.cold | bench_median)
+    a=$(awk '{ print $1 }' /tmp/bench.t.all | bench_median)
+    ae=$(awk '{ print $1 }' /tmp/bench.t.alle | bench_median)
     # Timed runs that did not exit 0 (the report marks them; not a failure).
     fails=$(cat /tmp/bench.t.* | awk '$3 != 0' | wc -l)
     echo "bench-vm sockets=$sockets lines=$(wc -l < /tmp/bench.kcore) runs=$runs kcore=$k netlink=$n" \
-        "ratio=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.3f", k / n }') kcore_rss_kb=$kr netlink_rss_kb=$nr kcore_offset=$o kcore_first=$c failed_runs=$fails"
+        "ratio=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.3f", k / n }') kcore_rss_kb=$kr netlink_rss_kb=$nr kcore_offset=$o kcore_first=$c kcore_all=$a kcore_all_e=$ae" \
+        "extended_ratio=$(awk -v e="$ae" -v a="$a" 'BEGIN { printf "%.3f", e / a }') failed_runs=$fails"
     echo "kcore runs:   $(awk '{ printf "%s ", $1 }' /tmp/bench.t.kcore)"
     echo "netlink runs: $(awk '{ printf "%s ", $1 }' /tmp/bench.t.netlink)"
     return 0
