@@ -139,6 +139,10 @@ public struct KernelObject {
             return v
         }
         if size == 8 { return try reader.memory.readWord(a) }
+        // One 8-byte pread and a mask, not an array: where the word fits.
+        if reader.memory.contains(a &+ 7) {
+            return try reader.memory.readWord(a) & ((UInt64(1) << (8 * UInt64(size))) &- 1)
+        }
         let bytes = try reader.memory.read(a, count: size)
         var v: UInt64 = 0
         for (i, b) in bytes.enumerated() { v |= UInt64(b) << (8 * UInt64(i)) }
@@ -154,6 +158,7 @@ extension KernelObject {
     public func skbQueue(_ path: String, limit: Int = 4096) throws(KPeerError) -> (skbs: [KernelObject], torn: Bool) {
         let head = try embedded(path)
         let qlen = Int(try head.unsigned("qlen"))
+        if qlen == 0 { return ([], false) }  // most queues: nothing more to read
         var out: [KernelObject] = []
         var seen = Set<UInt64>()
         var p = try head.word("next")

@@ -25,6 +25,9 @@ public struct ResolverOptions: Sendable {
     /// Read SocketFacts with the kernel-object reader (kcore method):
     /// bound files, connectors, queues, datagram senders.
     public var kernelFacts = false
+    /// The netlink method's connectors (a pidfd_getfd per connected
+    /// socket): only where the output shows them, not for a bare INODE.
+    public var connectors = false
     /// Where struct layouts read for SocketFacts are remembered.
     public var layoutCache = LayoutCache()
 
@@ -87,7 +90,7 @@ public enum Resolver {
 
     /// The connectors, when facts were asked for (NetlinkFacts).
     static func withNetlinkFacts(_ r: Resolution, _ options: ResolverOptions) -> Resolution {
-        guard options.kernelFacts else { return r }
+        guard options.kernelFacts && options.connectors else { return r }
         var r = r
         Trace.phase("connectors") { NetlinkFacts.add(to: &r.map) }
         return r
@@ -104,7 +107,11 @@ public enum Resolver {
             return Resolution(map: try Trace.phase("dump and table") { () throws(KPeerError) in try NetlinkResolver.resolveAll(owners: owners) }, ownNetns: own)
         }
         let found = try diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: true)
-        let entries = TrustedRows.vouched(found.entries, known: Set(found.diag.map(\.inode))) {
+        // A row is vouched for only in the namespace whose dump lists its
+        // inode: a forged row in one namespace's table cannot relabel
+        // another namespace's socket.
+        let sameNamespace = found.entries.filter { $0.inode == 0 || found.netnsOf[$0.inode] == $0.netns }
+        let entries = TrustedRows.vouched(sameNamespace, known: Set(found.diag.map(\.inode))) {
             Dictionary(found.diag.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
         }
         let map = PeerMap(entries: entries, owners: owners, links: NetlinkResolver.links(from: found.diag),
@@ -151,8 +158,10 @@ public enum Resolver {
     /// enter are listed in `skipped`.
     static func diagAcrossNamespaces(own: UInt64, others: [NetNamespace], procRoot: String, tables: Bool,
                                      show: UInt32 = SockDiag.showAll) throws(KPeerError)
-        -> (entries: [UnixSocketEntry], diag: [DiagEntry], skipped: [String]) {
+        -> (entries: [UnixSocketEntry], diag: [DiagEntry], skipped: [String], netnsOf: [UInt64: UInt64]) {
         var diag = try SockDiag.dump(show: show)
+        var netnsOf: [UInt64: UInt64] = [:]
+        for d in diag { netnsOf[d.inode] = own }
         var entries = tables ? ProcNetUnix.parse(try Files.read("\(procRoot)/self/net/unix"), netns: own) : []
         var skipped: [String] = []
         for ns in others {
@@ -162,6 +171,7 @@ public enum Resolver {
                     (try SockDiag.dump(show: show), tables ? try Files.read("\(procRoot)/thread-self/net/unix") : [])
                 }
                 diag += d
+                for x in d { netnsOf[x.inode] = ns.inode }
                 if tables { entries += ProcNetUnix.parse(text, netns: ns.inode) }
             } catch where error.kind == .notFound {
                 continue
@@ -169,7 +179,7 @@ public enum Resolver {
                 skipped.append(error.problem)
             }
         }
-        return (entries, diag, skipped)
+        return (entries, diag, skipped, netnsOf)
     }
 
     /// The kcore method, start to end.

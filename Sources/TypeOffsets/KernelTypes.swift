@@ -48,6 +48,7 @@ public final class KernelTypes: @unchecked Sendable {
     /// The open BTF or DWARF; nil until a layout not remembered is asked for.
     private var handle: OpaquePointer?
     private var members: [String: Member] = [:]
+    private var byType: [String: [String: Member]] = [:]
     private var sizes: [String: Int] = [:]
     /// Layouts read from the file this run (not remembered): LayoutCache
     /// stores them when there are any.
@@ -102,8 +103,14 @@ public final class KernelTypes: @unchecked Sendable {
     /// `type`'s member at a dotted `path` ("sk.__sk_common.skc_net").
     /// Missing on this kernel: `.unavailable`, naming the struct and member.
     public func member(_ type: String, _ path: String) throws(KPeerError) -> Member {
+        // Asked for every member of every socket read: no string is built
+        // for a layout already known.
+        if let m = byType[type]?[path] { return m }
         let key = type + "." + path
-        if let m = members[key] { return m }
+        if let m = members[key] {
+            byType[type, default: [:]][path] = m
+            return m
+        }
         let handle = try openForMiss()
         var raw = kp_member()
         var err = kp_error()
@@ -119,6 +126,7 @@ public final class KernelTypes: @unchecked Sendable {
                        target: target.isEmpty ? nil : target, targetKind: Member.Kind(raw.target_kind),
                        count: Int(raw.count), elementSize: Int(raw.elem_size), elementKind: Member.Kind(raw.elem_kind))
         members[key] = m
+        byType[type, default: [:]][path] = m
         learned = true
         return m
     }

@@ -232,6 +232,7 @@ struct KPeerCommand: ParsableCommand {
         // What only kernel memory tells, where the output shows it.
         // (With a target always: its answer may rest on one, a peer in flight.)
         o.kernelFacts = json || format == .json || extended || inode != nil
+        o.connectors = json || format == .json || extended || verbose
         return o
     }
 

@@ -393,6 +393,11 @@ def facts_checks():
         check("facts: the fixture's --dump without unix_diag (kcore) = with it (netlink)",
               ra["status"] == 0 and fixture_lines(ra["out"]) == fixture_lines(rb["out"]) == sorted(want_dump),
               f"{ra['err']!r}")
+    nodiag = sorted(k for k in runs if k.startswith("facts_nodiag_one_"))
+    same = [k for k in nodiag if (runs[k]["status"], runs[k]["out"], runs[k]["err"])
+            == tuple(runs.get("one_kcore_" + k[len("facts_nodiag_one_"):], {}).get(x) for x in ("status", "out", "err"))]
+    check(f"facts: every fixture INODE answer without unix_diag equals the one with it ({len(same)} of {len(nodiag)})",
+          nodiag and len(same) == len(nodiag), f"{[k for k in nodiag if k not in same]}")
     r = run("facts_nodiag_json")
     if r:
         try:
@@ -435,6 +440,29 @@ def forge_checks():
 
 
 forge_checks()
+
+
+def relabel_checks():
+    t = runs.get("forge_relabel_truth")
+    if t is None:
+        return
+    pair = [l.split()[1] for l in lines(t["out"]) if l.startswith("pair ")]
+    check("relabel: the forger made its pair and its row", bool(pair), t["out"] + t["err"])
+    if not pair:
+        return
+    for m in ["kcore", "netlink"]:
+        r = run(f"forge_relabel_{m}")
+        if r:
+            check(f"relabel ({m}): nothing is bound to @victim-svc (status 2, one line)",
+                  r["status"] == 2 and r["out"] == "" and len(lines(r["err"])) == 1, f"{r['status']} {r['out']!r} {r['err']!r}")
+        r = run(f"forge_relabel_all_{m}")
+        if r:
+            rows = [l for l in lines(r["out"]) if len(l.split()) > 5 and pair[0] in l.split()[4:8]]
+            check(f"relabel ({m}): the pair's rows name no path and live in the forger's namespace",
+                  r["status"] == 0 and rows and all("victim-svc" not in l and "net:[" in l for l in rows), f"{rows}")
+
+
+relabel_checks()
 
 # Extension runs (Tests/VM/guest.d): each judges itself by its exit status.
 for rid in sorted(k for k in runs if k.startswith("x_")):

@@ -25,4 +25,7 @@ run facts_nodiag_path_kcore kpeer --method kcore $facts_dir/facts-listen.sock
 run facts_nodiag_main_path_kcore kpeer --method kcore "$main_path"
 run facts_nodiag_dump_kcore kpeer --method kcore --dump
 run facts_nodiag_json kpeer --method kcore --json $facts_dir/facts-stream.sock
+for role in pair accepted client seqclient seqaccepted shared sharedpeer dgclient pending lonely dgserver listener; do
+    run "facts_nodiag_one_${role}_$(first $role)" kpeer --method kcore "$(first $role)"
+done
 run facts_insmod insmod /lib/unix_diag.ko

@@ -3,13 +3,22 @@
 // with a newline makes lines that parse as rows of the table.
 //
 //   forge DIR INODE FLOOD
+//   forge relabel NAME        (root: it enters a network namespace of its own)
 //
 // binds one name whose second line is a row with INODE (root's listener)
 // and address 0 (the "listed twice" attack: it used to make kpeer drop the
 // real row), and FLOOD names each carrying a row at address 0 (it used to
 // make the kcore method take the addresses for hashed and give up). Prints
 // "ready" and waits for EOF on stdin.
+//
+// relabel: a socketpair in a network namespace of its own, and in the
+// first namespace a name whose second line is a row for that pair's inode
+// with path @NAME: the forged row tries to pass the pair off as a socket
+// bound to @NAME in the first namespace. Prints "pair INODE", then "ready".
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +40,36 @@ static int bind_name(const char *text, size_t len) {
     return listen(s, 1);
 }
 
+static int relabel(const char *name) {
+    int host = socket(AF_UNIX, SOCK_STREAM, 0);  // in the first namespace: it keeps it
+    if (host < 0 || unshare(CLONE_NEWNET) != 0) {
+        perror("forge: unshare");
+        return 1;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+    struct stat st;
+    fstat(sv[0], &st);
+    char text[200];
+    int n = snprintf(text, sizeof text, "r\n%016lx: %08X %08X %08X %04X %02X %5lu @%s", 0ul, 2u, 0u, 0u, 1u, 3u,
+                     (unsigned long)st.st_ino, name);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path + 1, text, (size_t)n);
+    if (bind(host, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0) {
+        perror("forge: bind");
+        return 1;
+    }
+    printf("pair %lu\nready\n", (unsigned long)st.st_ino);
+    fflush(stdout);
+    char buf[64];
+    while (read(0, buf, sizeof buf) > 0) {}
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "relabel") == 0) return relabel(argv[2]);
     if (argc != 4) {
         fprintf(stderr, "usage: forge DIR INODE FLOOD\n");
         return 64;

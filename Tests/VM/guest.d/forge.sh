@@ -23,3 +23,12 @@ run forge_path_netlink kpeer --method netlink "$forge_path"
 run forge_inode_netlink kpeer --method netlink "$forge_listener"
 run forge_dump_netlink kpeer --method netlink --dump
 # The forger stays: the tests after this one (netns.sh) run under attack too.
+# Relabelling across namespaces: a socketpair in a network namespace of the
+# forger's own, passed off by a forged host row as bound to @victim-svc.
+sleep 100000 | forge relabel victim-svc > /tmp/relabel.out 2> /tmp/relabel.err &
+wait_ready /tmp/relabel.out $!
+run forge_relabel_truth cat /tmp/relabel.out /tmp/relabel.err
+run forge_relabel_kcore kpeer --method kcore @victim-svc
+run forge_relabel_netlink kpeer --method netlink @victim-svc
+run forge_relabel_all_kcore kpeer --method kcore --all
+run forge_relabel_all_netlink kpeer --method netlink --all
