@@ -66,6 +66,11 @@ public struct KernelObject {
         return try readInteger(at: address &+ UInt64(m.offset), size: m.size)
     }
 
+    /// The 8 bytes at `offset` into the object (two adjacent members read at once).
+    public func unsigned64(at offset: Int) throws(KPeerError) -> UInt64 {
+        try readInteger(at: address &+ UInt64(offset), size: 8)
+    }
+
     /// A signed integer member, sign-extended.
     public func signed(_ path: String) throws(KPeerError) -> Int64 {
         let m = try member(path)

@@ -73,9 +73,20 @@ final class FactReader {
     let pidLevel: Int
     private(set) var unavailable: [String: String] = [:]
 
+    /// Bytes of unix_sock that hold every member read below: one pread a
+    /// socket instead of one a member (members this kernel lacks are left
+    /// out here and reported by the feature that needs them).
+    private let span: Int
+
     init(reader: ObjectReader, pidLevel: Int) {
         self.reader = reader
         self.pidLevel = pidLevel
+        var end = 8
+        for path in ["path.dentry", "sk.sk_peer_pid", "sk.sk_peer_cred", "sk.sk_max_ack_backlog",
+                     "sk.sk_wmem_alloc.refs.counter", "sk.sk_receive_queue"] {
+            if let m = try? reader.types.member("unix_sock", path), m.offset + m.size < 4096 { end = max(end, m.offset + m.size) }
+        }
+        span = end
     }
 
     private func attempt<T>(_ feature: String, _ body: () throws(KPeerError) -> T?) -> T? {
@@ -93,7 +104,7 @@ final class FactReader {
     /// Facts about one row (senders by address: FactReader.settle names them).
     func facts(_ e: UnixSocketEntry) -> SocketFacts {
         var f = SocketFacts()
-        guard let us = try? reader.object(at: e.address, type: "unix_sock") else { return f }
+        guard let us = try? reader.snapshot(at: e.address, type: "unix_sock", length: span) else { return f }
         if let path = e.path, !path.isAbstract {
             f.boundFile = attempt("bound_file") { () throws(KPeerError) -> BoundFile? in
                 guard let dentry = try us.pointer("path.dentry"), let inode = try dentry.pointer("d_inode"),
@@ -110,6 +121,13 @@ final class FactReader {
                     if level >= pidLevel && level < 64 {
                         pid = Int32(truncatingIfNeeded: try p.element("numbers", pidLevel, limit: level + 1).signed("nr"))
                     }
+                }
+                // uid and gid sit side by side in struct cred: one read for both.
+                let u = try cred.member("uid.val"), g = try cred.member("gid.val")
+                if u.size == 4, g.size == 4, g.offset == u.offset + 4 {
+                    let both = try cred.unsigned64(at: u.offset)
+                    return SocketFacts.Connector(pid: pid, uid: UInt32(truncatingIfNeeded: both),
+                                                 gid: UInt32(truncatingIfNeeded: both >> 32))
                 }
                 return SocketFacts.Connector(pid: pid, uid: UInt32(truncatingIfNeeded: try cred.unsigned("uid.val")),
                                              gid: UInt32(truncatingIfNeeded: try cred.unsigned("gid.val")))

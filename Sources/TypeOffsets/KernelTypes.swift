@@ -49,6 +49,9 @@ public final class KernelTypes: @unchecked Sendable {
     private var handle: OpaquePointer?
     private var members: [String: Member] = [:]
     private var byType: [String: [String: Member]] = [:]
+    /// Members this kernel does not have (type.path → why), so a feature
+    /// that needs one costs no file read on later runs either.
+    private var missing: [String: String] = [:]
     private var sizes: [String: Int] = [:]
     /// Layouts read from the file this run (not remembered): LayoutCache
     /// stores them when there are any.
@@ -74,11 +77,13 @@ public final class KernelTypes: @unchecked Sendable {
 
     /// Layouts remembered for this kernel build (LayoutCache); the file
     /// they came from is opened only if a layout not among them is asked for.
-    init(remembered members: [String: Member], sizes: [String: Int], source: OffsetSource, origin: String) {
+    init(remembered members: [String: Member], sizes: [String: Int], missing: [String: String] = [:],
+         source: OffsetSource, origin: String) {
         self.source = source
         self.origin = origin
         self.members = members
         self.sizes = sizes
+        self.missing = missing
         self.remembered = true
     }
 
@@ -98,7 +103,7 @@ public final class KernelTypes: @unchecked Sendable {
     deinit { if let handle { kp_types_close(handle) } }
 
     /// Everything known so far, for LayoutCache.
-    var snapshot: (members: [String: Member], sizes: [String: Int]) { (members, sizes) }
+    var snapshot: (members: [String: Member], sizes: [String: Int], missing: [String: String]) { (members, sizes, missing) }
 
     /// `type`'s member at a dotted `path` ("sk.__sk_common.skc_net").
     /// Missing on this kernel: `.unavailable`, naming the struct and member.
@@ -111,12 +116,18 @@ public final class KernelTypes: @unchecked Sendable {
             byType[type, default: [:]][path] = m
             return m
         }
+        // Known to be missing (this run, or remembered): no file opened again.
+        if let why = missing[key] { throw KPeerError(.unavailable, why) }
         let handle = try openForMiss()
         var raw = kp_member()
         var err = kp_error()
         if kp_types_member(handle, type, path, &raw, &err) != 0 {
             var e = KPeerError(err)
             e.kind = .unavailable
+            if err.code == Int32(KP_ENOMEMBER) || err.code == Int32(KP_ENOTYPE) || err.code == Int32(KP_EFORMAT) {
+                missing[key] = e.problem
+                learned = true
+            }
             throw e
         }
         let target = withUnsafeBytes(of: raw.target) { b in
@@ -151,7 +162,7 @@ public final class KernelTypes: @unchecked Sendable {
     /// says the layout is unknown (`.unavailable`), as a missing member does.
     private func openForMiss() throws(KPeerError) -> OpaquePointer {
         do {
-            return try open()
+            return try Trace.phase("types opened") { () throws(KPeerError) in try open() }
         } catch {
             var e = error
             e.kind = .unavailable
@@ -172,6 +183,7 @@ public final class KernelTypes: @unchecked Sendable {
 ///   `kpeer-layout 1 BUILD-ID SOURCE ORIGIN`
 ///   `m TYPE PATH OFFSET SIZE KIND TARGET|- TARGET-KIND COUNT ELEM-SIZE ELEM-KIND`
 ///   `s TYPE SIZE`
+///   `x TYPE PATH`   (no such member on this kernel)
 public struct LayoutCache: Sendable {
     public static let defaultPath = "/run/kpeer/layouts"
     public var path: String
@@ -202,12 +214,15 @@ public struct LayoutCache: Sendable {
               source == .btf || source == .dwarf, !head[4].isEmpty else { return nil }
         var members: [String: KernelTypes.Member] = [:]
         var sizes: [String: Int] = [:]
+        var missing: [String: String] = [:]
         for line in lines.dropFirst() {
             let f = line.split(separator: " ", omittingEmptySubsequences: false)
             func int(_ i: Int) -> Int? { Int(f[i]).flatMap { $0 >= 0 && $0 < 1 << 24 ? $0 : nil } }
             func kind(_ i: Int) -> KernelTypes.Member.Kind? { int(i).flatMap { $0 < kinds.count ? kinds[$0] : nil } }
             if f.count == 3, f[0] == "s", isName(f[1]), let size = int(2) {
                 sizes[String(f[1])] = size
+            } else if f.count == 3, f[0] == "x", isName(f[1]), isName(f[2]) {
+                missing[f[1] + "." + f[2]] = "this kernel's struct \(f[1]) has no member \(f[2]) (remembered in \(LayoutCache.defaultPath))"
             } else if f.count == 11, f[0] == "m", isName(f[1]), isName(f[2]), let off = int(3), let size = int(4),
                       let k = kind(5), f[6] == "-" || isName(f[6]), let tk = kind(7), let count = int(8),
                       let es = int(9), let ek = kind(10) {
@@ -218,14 +233,18 @@ public struct LayoutCache: Sendable {
                 return nil  // anything unexpected: the whole file is not believed
             }
         }
-        return KernelTypes(remembered: members, sizes: sizes, source: source, origin: String(head[4]))
+        return KernelTypes(remembered: members, sizes: sizes, missing: missing, source: source, origin: String(head[4]))
     }
 
     static func text(_ t: KernelTypes, buildID: [UInt8]) -> String? {
         guard !t.origin.contains("\n"), !t.origin.isEmpty else { return nil }
-        let (members, sizes) = t.snapshot
+        let (members, sizes, missing) = t.snapshot
         var out = "kpeer-layout 1 \(BuildID.hex(buildID)) \(t.source.rawValue) \(t.origin)\n"
         for (name, size) in sizes.sorted(by: { $0.key < $1.key }) { out += "s \(name) \(size)\n" }
+        for key in missing.keys.sorted() {
+            guard let dot = key.firstIndex(of: ".") else { continue }
+            out += "x \(key[..<dot]) \(key[key.index(after: dot)...])\n"
+        }
         for (key, m) in members.sorted(by: { $0.key < $1.key }) {
             guard let dot = key.firstIndex(of: ".") else { continue }
             out += "m \(key[..<dot]) \(key[key.index(after: dot)...]) \(m.offset) \(m.size) \(code(m.kind)) "

@@ -147,12 +147,17 @@ struct LayoutCacheTests {
         let paths = ["sk.__sk_common.skc_net.net", "peer", "addr", "sk.sk_receive_queue", "path.dentry"]
         let read = try paths.map { try t.member("unix_sock", $0) }
         let size = try t.size(of: "unix_sock")
+        #expect(throws: KPeerError.self) { try t.member("unix_sock", "no_such_member") }
         #expect(t.learned && !t.remembered)
         let text = try #require(LayoutCache.text(t, buildID: Self.id))
         let back = try #require(LayoutCache.parse(Array(text.utf8), buildID: Self.id))
         #expect(back.remembered && back.source == .btf && back.origin == KernelObjectTests.btf)
         #expect(try paths.map { try back.member("unix_sock", $0) } == read)
         #expect(try back.size(of: "unix_sock") == size)
+        // What this kernel lacks is remembered too: asked again, it is missing, not looked up.
+        #expect(text.contains("x unix_sock no_such_member\n"))
+        let e = #expect(throws: KPeerError.self) { try back.member("unix_sock", "no_such_member") }
+        #expect(e?.kind == .unavailable && e?.problem.contains("remembered") == true)
         #expect(!back.learned)
         // Another build's file is not this one's.
         #expect(LayoutCache.parse(Array(text.utf8), buildID: [1, 2, 3]) == nil)
