@@ -131,6 +131,13 @@ static long record_extra(const struct btf_type *t) {
     }
 }
 
+// Does libbpf see a name at `off` (not NULL, not empty)? Otherwise it
+// takes the member for anonymous and looks inside it.
+static int named(section *strs, uint32_t off) {
+    return off != 0 && off < strs->len && section_fill(strs, (uint64_t)off + 1) == 0 && off < strs->have &&
+           strs->buf[off] != 0;
+}
+
 int kp_btf_stream_member_offsets(int fd, const char *type, const char *member, const char *also,
                                  uint64_t *offset, uint64_t *also_offset, uint64_t *struct_size, kp_error *err) {
     *offset = 0;
@@ -183,13 +190,24 @@ int kp_btf_stream_member_offsets(int fd, const char *type, const char *member, c
         if (btf_kind(t) == BTF_KIND_STRUCT && t->name_off == type_name) {
             // The first struct of that name, as btf__find_by_name_kind takes.
             // Only direct members: anything else is libbpf's to find.
+            // libbpf searches in declaration order and looks into
+            // anonymous members (no name, or a name offset that resolves to
+            // none) as it meets them: a name found after one may be a second
+            // one (fuzzed BTF; never a C struct's), so past one the answer is
+            // libbpf's.
             const struct btf_member *m = btf_members(t);
-            for (__u16 i = 0; also_name && i < btf_vlen(t); i++) {
+            for (__u16 i = 0; also_name && i < btf_vlen(t) && named(&strs, m[i].name_off); i++) {
                 __u32 bits = btf_member_bit_offset(t, i);
-                if (m[i].name_off == also_name && bits % 8 == 0 && !btf_member_bitfield_size(t, i))
-                    *also_offset = bits / 8;
+                if (m[i].name_off == also_name) {
+                    if (bits % 8 == 0 && !btf_member_bitfield_size(t, i)) *also_offset = bits / 8;
+                    break;
+                }
             }
             for (__u16 i = 0; i < btf_vlen(t); i++) {
+                if (!named(&strs, m[i].name_off)) {
+                    rc = kp_fail(err, KP_ENOMEMBER, 0, "struct %s has an anonymous member before %s", type, member);
+                    goto out;
+                }
                 if (m[i].name_off != member_name) continue;
                 __u32 bits = btf_member_bit_offset(t, i);
                 if (bits % 8 || btf_member_bitfield_size(t, i)) {
