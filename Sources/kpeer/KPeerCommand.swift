@@ -144,13 +144,13 @@ struct KPeerCommand: ParsableCommand {
             with the offset from BTF, DWARF or calibration, and falls back to the \
             kernel's sock_diag netlink interface where /proc/kcore is missing.
 
-            The seed's commands and their kpeer equivalents:
+            The original perl + gdb tool's commands and their kpeer equivalents:
               socket_peer INODE        kpeer INODE
               netstat_unix             kpeer --all
               netstat_unix --dump      kpeer --dump
               find_gdb_offset INODE    kpeer --find-offset [INODE]
 
-            Beyond the seed:
+            Beyond those commands:
               kpeer PATH | @NAME       every client of the socket listening there:
                                        PID NAME INODE, "pending" when not accepted yet
               kpeer --all --format dot a Graphviz graph of processes and connections
@@ -202,7 +202,7 @@ struct KPeerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Read kernel memory from this ELF core file.", valueName: "path"))
     var kcore: String?
 
-    @Option(help: ArgumentHelp("Use this offset of unix_sock.peer (as the seed hard-coded it).", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Use this offset of unix_sock.peer (as the original find_gdb_offset printed it).", valueName: "bytes"))
     var offset: Int?
 
     @Option(help: ArgumentHelp("Read the offset from this BTF file.", valueName: "path"))
@@ -303,7 +303,7 @@ struct KPeerCommand: ParsableCommand {
             return
         }
         // Other users' /proc/PID/fd are unreadable: their sockets would look
-        // held by no process, a false answer. The seed, too, needed root.
+        // held by no process, a false answer. The original tool, too, needed root.
         if !Host.isRoot {
             throw KPeerError(.permission, "kpeer needs root to see which processes hold sockets",
                              fix: "run it as root (sudo kpeer ...)")
