@@ -347,20 +347,33 @@ static int dw_member(struct kp_types *h, const char *type, const char *path, kp_
 
 int kp_types_open(const char *path, int dwarf, kp_types **out, kp_error *err) {
     *out = NULL;
-    struct kp_types *h = calloc(1, sizeof *h);
-    if (!h) return kp_fail(err, KP_EIO, ENOMEM, "out of memory");
-    h->fd = -1;
-    h->dwarf = dwarf;
-    snprintf(h->path, sizeof h->path, "%s", path);
     // One descriptor, checked and then read: a path swapped meanwhile (to a
     // FIFO, say) is never opened a second time.
     int fd = kp_open_regular(path, err);
-    if (fd < 0) {
+    if (fd < 0) return err ? err->code : KP_EIO;
+    return kp_types_open_fd(fd, path, dwarf, out, err);
+}
+
+int kp_types_open_fd(int fd, const char *path, int dwarf, kp_types **out, kp_error *err) {
+    *out = NULL;
+    struct kp_types *h = calloc(1, sizeof *h);
+    if (!h) {
+        close(fd);
+        return kp_fail(err, KP_EIO, ENOMEM, "out of memory");
+    }
+    h->fd = -1;
+    h->dwarf = dwarf;
+    snprintf(h->path, sizeof h->path, "%s", path);
+    struct stat st;  // a FIFO would block the parsers' reads forever
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         free(h);
-        return err ? err->code : KP_EIO;
+        return kp_fail(err, KP_ENOTELF, 0, "%s is not a regular file", path);
     }
     if (!dwarf) {
         libbpf_set_print(quiet);
+        // libbpf parses only by name: /proc/self/fd/N is this descriptor's
+        // own file, never what the path names now.
         char self[64];
         snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
         h->btf = btf__parse(self, NULL);

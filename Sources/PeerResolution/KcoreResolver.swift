@@ -77,6 +77,29 @@ public struct KcoreResolver {
         }
     }
 
+    /// Does `unix_sock.addr` sit at `addr` in these rows? A socket has an
+    /// address exactly when its row shows a name (embryos share their
+    /// listener's), and it is a kernel pointer: up to `sample` rows of each
+    /// kind are read. The addr offset decides which listener an embryo
+    /// waits on, so a remembered one (OffsetCache) is held to this too.
+    public func addrOffsetHolds(_ addr: Int, in entries: [UnixSocketEntry], sample: Int = 64) -> Bool {
+        var named = 0, unnamed = 0
+        for e in entries where e.address != 0 && memory.contains(e.address) {
+            let hasName = e.path != nil
+            if hasName ? named >= sample : unnamed >= sample { continue }
+            guard let word = try? memory.readWord(e.address &+ UInt64(addr)) else { return false }
+            if hasName {
+                guard word != 0, memory.contains(word) else { return false }
+                named += 1
+            } else {
+                guard word == 0 else { return false }
+                unnamed += 1
+            }
+            if named >= sample && unnamed >= sample { break }
+        }
+        return true
+    }
+
     /// Reads and verifies every peer pointer. Throws `.refused` when the
     /// offset is evidently wrong; otherwise returns only verified links.
     public func links(_ entries: [UnixSocketEntry]) throws(KPeerError) -> (PeerLinks, Check) {
@@ -188,6 +211,9 @@ public struct KcoreResolver {
         var check = Check()
         var links = PeerLinks()
         links.peer.reserveCapacity(entries.count)
+        // Rows are listed once per socket (TrustedRows): two rows with one
+        // inode are two sockets at two addresses that share the number.
+        links.noteTwins(entries.lazy.map(\.inode))
         for i in entries.indices {
             let e = entries[i]
             if case .none = outcome[i] { continue }

@@ -9,6 +9,7 @@ public enum NetlinkResolver {
         var links = PeerLinks()
         links.peer.reserveCapacity(diag.count)
         for e in diag { add(e, to: &links) }
+        links.noteTwins(diag.lazy.map(\.inode))
         return links
     }
 
@@ -24,7 +25,9 @@ public enum NetlinkResolver {
         var links = PeerLinks()
         var known = Set<UInt64>()
         try SockDiag.dump(show: linkAttributes) {
-            known.insert($0.inode)
+            // One dump lists each socket once: an inode listed again is a
+            // second socket with the same number.
+            if !known.insert($0.inode).inserted, $0.inode != 0 { links.ambiguous.insert($0.inode) }
             add($0, to: &links)
         }
         return (links, known)

@@ -20,7 +20,29 @@ public struct PeerLinks: Sendable, Equatable {
     /// self-check below the refusal threshold, or the socket changed while
     /// kpeer read it): "no peer" would be a claim kpeer cannot make.
     public var unverified: Set<UInt64> = []
+    /// Inodes that name more than one live socket (the kernel's 32-bit
+    /// inode counter wrapped): /proc/PID/fd names a socket only by inode,
+    /// so neither their holders nor links through them can be told apart.
+    public var ambiguous: Set<UInt64> = []
     public init() {}
+
+    /// Drops every link from or to an ambiguous inode; returns the sockets
+    /// whose peer (or listener) was one, with its inode.
+    mutating func dropAmbiguous() -> [UInt64: UInt64] {
+        guard !ambiguous.isEmpty else { return [:] }
+        var lost: [UInt64: UInt64] = [:]
+        for (s, p) in peer where ambiguous.contains(p) && !ambiguous.contains(s) { lost[s] = p }
+        for (s, l) in pendingOn where ambiguous.contains(l) && !ambiguous.contains(s) { lost[s] = l }
+        peer = peer.filter { !ambiguous.contains($0.key) && !ambiguous.contains($0.value) }
+        pendingOn = pendingOn.filter { !ambiguous.contains($0.key) && !ambiguous.contains($0.value) }
+        return lost
+    }
+
+    /// Notes every inode that `inodes` lists more than once.
+    mutating func noteTwins<S: Sequence>(_ inodes: S) where S.Element == UInt64 {
+        var seen = Set<UInt64>()
+        for i in inodes where i != 0 && !seen.insert(i).inserted { ambiguous.insert(i) }
+    }
 }
 
 /// One socket with everything kpeer knows about it.
@@ -52,6 +74,12 @@ public struct PeerMap: Sendable {
     private let ownerTable: OwnerTable
     /// See PeerLinks.unverified.
     public let unverified: Set<UInt64>
+    /// See PeerLinks.ambiguous.
+    public let ambiguous: Set<UInt64>
+    /// Sockets whose peer or listener is an ambiguous inode → that inode.
+    public let linkedToAmbiguous: [UInt64: UInt64]
+    /// Why an empty owner list may not mean "held by no process" (OwnerTable.gaps).
+    public var ownerGaps: String? { ownerTable.gaps }
     /// What kernel memory told beyond the peer (kcore, when asked for):
     /// by inode, for sockets proved stable; nil when not read.
     public var facts: [UInt64: SocketFacts]? {
@@ -72,6 +100,9 @@ public struct PeerMap: Sendable {
         self.offset = offset
         self.ownerTable = owners
         self.unverified = links.unverified
+        self.ambiguous = links.ambiguous
+        var links = links
+        self.linkedToAmbiguous = links.dropAmbiguous()
         // The inode order is found on (inode, position) pairs: sorting the
         // sockets themselves moves large structs around. The first entry of
         // an inode wins, as /proc/net/unix lists each socket once per
@@ -158,8 +189,16 @@ public struct PeerMap: Sendable {
     /// The seed's `socket_peer INODE`: the processes holding the peer, or
     /// an error saying why there are none.
     public func peerOwners(of inode: UInt64) throws(KPeerError) -> [Owner] {
+        if ambiguous.contains(inode) {
+            throw KPeerError(.refused, "inode \(inode) names more than one live socket (the kernel's 32-bit inode counter has wrapped): kpeer cannot tell which one a process holds",
+                             fix: "ask for the other end by its own inode, or by the path or @name it is bound to")
+        }
         guard let s = self[inode] else {
             throw KPeerError(.notFound, "no unix socket has inode \(inode)", fix: "list them with kpeer --all")
+        }
+        if let p = linkedToAmbiguous[inode] {
+            throw KPeerError(.refused, "the peer of \(inode) has inode \(p), which names more than one live socket (the kernel's 32-bit inode counter has wrapped): kpeer cannot tell which one a process holds",
+                             fix: "look the socket up by the path or @name it is bound to, if any")
         }
         if let p = s.peer {
             let owners = self.owners(of: p)
@@ -167,6 +206,12 @@ public struct PeerMap: Sendable {
                 if let r = inFlight(p) {
                     throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process: it is in flight in an SCM_RIGHTS message queued on socket \(r), held by \(describe(self.owners(of: r)))",
                                      fix: "that process has not received it yet")
+                }
+                // An owner scan that could not see everything proves nothing
+                // by finding nobody.
+                if let gaps = ownerGaps {
+                    throw KPeerError(.permission, "the peer of \(inode) is socket \(p), held by no process kpeer could see: \(gaps)",
+                                     fix: "run kpeer as root in the initial user and pid namespaces to see every holder")
                 }
                 if facts != nil && factsUnavailable["in_flight"] == nil && factsUnavailable["all"] == nil {
                     throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process kpeer can see, and is in flight in no queue kernel memory shows",

@@ -186,7 +186,10 @@ public enum Resolver {
     static func resolveKcore(_ options: ResolverOptions, boundFiles: Bool = false) throws(KPeerError) -> PeerMap {
         // What the user gave is checked first: a wrong --dwarf is worth
         // hearing about even on a machine where kcore is unusable.
-        let explicit = try explicitOffset(options)
+        // The --dwarf or --btf file is opened once, here: its offset and its
+        // layouts are read from that one descriptor.
+        let given = try givenSymbols(options)
+        let explicit = try explicitOffset(options, given)
         try KcorePreflight.check(path: options.kcorePath)
         let memory = try Trace.phase("kcore headers") { () throws(KPeerError) in try KernelMemory(path: options.kcorePath) }
         // Symbols the user did not name: remembered from an earlier run of
@@ -212,7 +215,7 @@ public enum Resolver {
         var reader: ObjectReader?
         var factsUnavailable: [String: String] = [:]
         do {
-            let types = try Trace.phase("types") { () throws(KPeerError) in try kernelTypes(options) }
+            let types = try Trace.phase("types") { () throws(KPeerError) in try kernelTypes(options, given) }
             reader = ObjectReader(memory: memory, types: types)
         } catch {
             factsUnavailable["all"] = error.description
@@ -233,7 +236,14 @@ public enum Resolver {
             entries = TrustedRows.inMemory(table, memory)
         }
         var offset: MemberOffset
-        if let symbolic {
+        if var symbolic {
+            // The addr offset rests on no self-check of its own: memory
+            // must bear it out, or embryos are left unattributed.
+            if let addr = symbolic.addrOffset,
+               !KcoreResolver(memory: memory, offset: symbolic).addrOffsetHolds(addr, in: entries) {
+                symbolic.addrOffset = nil
+                if symbolic.remembered { options.offsetCache?.forget() }
+            }
             offset = symbolic
         } else {
             offset = try Trace.phase("calibration") { () throws(KPeerError) in try Calibration.offset(memory: memory, pair: pair!, entries: entries) }
@@ -317,27 +327,33 @@ public enum Resolver {
     /// Struct layouts for the kernel-object reader: the --dwarf or --btf
     /// file the user gave, else this kernel's BTF, else a vmlinux with
     /// debug info in the usual places (build-id checked).
-    static func kernelTypes(_ o: ResolverOptions) throws(KPeerError) -> KernelTypes {
-        if let path = o.dwarfPath { return try KernelTypes(dwarf: path) }
-        if let path = o.btfPath { return try KernelTypes(btf: path) }
+    static func kernelTypes(_ o: ResolverOptions, _ given: SymbolFile?) throws(KPeerError) -> KernelTypes {
+        if let given { return try KernelTypes(given) }
         let running = BuildID.runningKernel()
         // Remembered for this build by an earlier run (only then with the
         // offset cache on: tests and --offset runs leave /run alone).
         if o.offsetCache != nil, let running, let t = o.layoutCache.lookup(buildID: running) { return t }
         if let t = try? KernelTypes(btf: BTF.defaultPath) { return t }
         for path in DWARF.defaultPaths() where Files.exists(path) {
-            if let id = try? BuildID.ofFile(path), id == running, let t = try? KernelTypes(dwarf: path) { return t }
+            // Opened once: the build-id checked is the DWARF read.
+            if let running, let file = try? SymbolFile(path: path, dwarf: true, runningBuildID: running),
+               let t = try? KernelTypes(file) { return t }
         }
         throw KPeerError(.unavailable, "no BTF (\(BTF.defaultPath)) and no vmlinux with debug info for this kernel: struct layouts are unknown",
                          fix: "give --dwarf the vmlinux of the running kernel (package linux-image-$(uname -r)-dbg)")
     }
 
-    /// The offset from --offset, --dwarf or --btf, in that order, if given.
-    static func explicitOffset(_ o: ResolverOptions) throws(KPeerError) -> MemberOffset? {
-        if let v = o.offset { return try UnixSockPeer.fromOption(v) }
-        if let path = o.dwarfPath { return try DWARF.checkedMemberOffset(path: path, force: o.force) }
-        if let path = o.btfPath { return try BTF.memberOffset(path: path) }
+    /// The file of --dwarf or --btf, opened and checked once (SymbolFile).
+    static func givenSymbols(_ o: ResolverOptions) throws(KPeerError) -> SymbolFile? {
+        if let path = o.dwarfPath { return try SymbolFile(path: path, dwarf: true, force: o.force) }
+        if let path = o.btfPath { return try SymbolFile(path: path, dwarf: false) }
         return nil
+    }
+
+    /// The offset from --offset, --dwarf or --btf, in that order, if given.
+    static func explicitOffset(_ o: ResolverOptions, _ given: SymbolFile?) throws(KPeerError) -> MemberOffset? {
+        if let v = o.offset { return try UnixSockPeer.fromOption(v) }
+        return try given?.peerOffset()
     }
 
     /// The offset from this kernel's BTF or a vmlinux in the usual places;

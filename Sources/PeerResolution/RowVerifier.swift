@@ -151,7 +151,11 @@ extension TrustedRows {
         let ok = verifier.verifyAll(entries)
         let kept = entries.indices.filter { ok[$0] }.map { entries[$0] }
         if kept.isEmpty && !entries.isEmpty { return nil }
-        return unique(kept)
+        // Memory vouched for each row: rows that share an inode at two
+        // addresses are two real sockets (the inode counter wrapped) and
+        // both stay, for the links to mark the inode ambiguous; a row
+        // repeated at one address is one socket.
+        return uniqueAddresses(kept)
     }
 }
 

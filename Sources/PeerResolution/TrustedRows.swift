@@ -64,6 +64,25 @@ enum TrustedRows {
         var inode: UInt64
     }
 
+    /// One row per kernel address: a row repeated word for word is one
+    /// socket listed once; rows at one address that differ go, as nothing
+    /// says which is true. Rows at different addresses all stay.
+    static func uniqueAddresses(_ entries: [UnixSocketEntry]) -> [UnixSocketEntry] {
+        var first: [UInt64: Int] = [:]
+        first.reserveCapacity(entries.count)
+        var drop = Set<UInt64>()
+        var repeated = Set<Int>()
+        for (i, e) in entries.enumerated() {
+            if let j = first[e.address] {
+                if entries[j] == e { repeated.insert(i) } else { drop.insert(e.address) }
+            } else {
+                first[e.address] = i
+            }
+        }
+        if drop.isEmpty && repeated.isEmpty { return entries }
+        return entries.indices.filter { !repeated.contains($0) && !drop.contains(entries[$0].address) }.map { entries[$0] }
+    }
+
     static func unique(_ entries: [UnixSocketEntry]) -> [UnixSocketEntry] {
         var count: [Key: Int] = [:]
         count.reserveCapacity(entries.count)

@@ -34,9 +34,28 @@ public struct OwnerTable: Sendable {
     /// pid → network namespace (nsfs inode) of the processes holding sockets.
     public var netnsByPid: [Int32: UInt64] = [:]
 
+    /// Processes whose descriptors could not be read (EACCES: another
+    /// user's process seen from a user namespace, a hardened /proc), sorted.
+    public var unreadable: [Int32] = []
+    /// kpeer runs in a pid namespace other than the initial one: /proc
+    /// shows only that namespace's processes.
+    public var partialPidView = false
+
     public init() {}
 
     public func owners(of inode: UInt64) -> [Owner] { byInode[inode] ?? [] }
+
+    /// Why "no process holds it" may be untrue, or nil when the scan saw
+    /// every process's descriptors.
+    public var gaps: String? {
+        var parts: [String] = []
+        if !unreadable.isEmpty {
+            let shown = unreadable.prefix(5).map(String.init).joined(separator: ",")
+            parts.append("the descriptors of \(unreadable.count) process(es) could not be read (pid \(shown)\(unreadable.count > 5 ? ",…" : ""))")
+        }
+        if partialPidView { parts.append("kpeer runs in a pid namespace that shows only some processes") }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
 
     /// The network namespaces of the processes holding sockets, each with
     /// its lowest pid (to reach it through), sorted by inode. The fd scan
@@ -79,7 +98,22 @@ public enum OwnerScan {
         let work = ScanWork(procRoot: procRoot, procFD: procFD, pids: pids)
         let n = max(1, min(threads, OwnerScan.maxThreads, pids.count / 8 + 1))
         Parallel.run(n) { work.run(slot: $0) }
-        return work.table()
+        var table = work.table()
+        table.partialPidView = inChildPidNamespace(procFD, isRealProc: procRoot == "/proc")
+        return table
+    }
+
+    /// The initial pid namespace's nsfs inode (PROC_PID_INIT_INO, fixed
+    /// since Linux 3.8).
+    static let initialPidNamespace: UInt64 = 0xEFFF_FFFC
+
+    /// Does this /proc show only part of the machine's processes? Ours is
+    /// not the initial pid namespace, or /proc has no `self` (a /proc of a
+    /// namespace kpeer is not in).
+    static func inChildPidNamespace(_ procFD: Int32, isRealProc: Bool) -> Bool {
+        var st = stat()
+        guard fstatat(procFD, "self/ns/pid", &st, 0) == 0 else { return isRealProc }
+        return UInt64(st.st_ino) != initialPidNamespace
     }
 
     static func defaultThreads() -> Int {
@@ -144,6 +178,8 @@ final class ScanWork: @unchecked Sendable {
         var pids: [Int32] = []
         var fds: [Int32] = []
         var procs: [(pid: Int32, name: String, netns: UInt64?)] = []
+        /// Processes whose descriptors may not be read.
+        var unreadable: [Int32] = []
     }
 
     let procRoot: String
@@ -208,11 +244,10 @@ final class ScanWork: @unchecked Sendable {
         }
     }
 
-    /// Writes "PID/task/TID/fd" as a C string into `path`.
-    static func setTaskPath(_ path: inout [CChar], _ pid: Int32, _ tid: Int32) {
-        setPath(&path, pid, "/task/")
+    /// Writes "task/TID/fd" as a C string into `path`.
+    static func setTaskPath(_ path: inout [CChar], _ tid: Int32) {
         var at = 0
-        while path[at] != 0 { at += 1 }
+        for b in "task/".utf8 { path[at] = CChar(bitPattern: b); at += 1 }
         var digits: [CChar] = []
         var v = UInt32(bitPattern: tid)
         repeat {
@@ -225,10 +260,22 @@ final class ScanWork: @unchecked Sendable {
     }
 
     func scanProcess(_ pid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>, path: inout [CChar]) {
+        // Everything about the process is read through one open /proc/PID:
+        // should it exit and its pid be reused mid-scan, what is read next
+        // fails (ESRCH) instead of describing the newcomer.
+        Self.setPath(&path, pid, "")
+        let pidFD = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if pidFD < 0 {
+            if errno == EACCES || errno == EPERM { mine.unreadable.append(pid) }
+            return
+        }
+        defer { close(pidFD) }
         let first = mine.inodes.count
-        Self.setPath(&path, pid, "/fd")
         var seen = Set<UInt64>()
-        scanFdDir(pid, into: &mine, link: link, path: &path, seen: &seen, dedupe: false)
+        if !scanFdDir(pid, pidFD, "fd", into: &mine, link: link, seen: &seen, dedupe: false) {
+            mine.unreadable.append(pid)
+            return
+        }
         // Descriptors /proc/PID/fd does not show: a process whose main
         // thread exited (pthread_exit) shows an empty one while its other
         // threads hold everything, and a thread that unshared its table
@@ -239,30 +286,30 @@ final class ScanWork: @unchecked Sendable {
         // common case, cost one stat more; a threaded one a kcmp(2) per
         // task, and a readlink per descriptor only for tasks whose table
         // is their own (or where kcmp cannot tell).
-        if threadCount(pid, path: &path) > 1 {
+        if threadCount(pidFD) > 1 {
             seen = Set(mine.inodes[first...])
             // A task that shares the main thread's table (most do) has
             // nothing new: kcmp(KCMP_FILES) says so in one syscall.
-            for tid in tasks(pid, path: &path) where tid != pid && kp_same_files(pid, tid) != 1 {
-                Self.setTaskPath(&path, pid, tid)
-                scanFdDir(pid, into: &mine, link: link, path: &path, seen: &seen, dedupe: true)
+            for tid in tasks(pidFD) where tid != pid && kp_same_files(pid, tid) != 1 {
+                Self.setTaskPath(&path, tid)
+                _ = path.withUnsafeBufferPointer { p in
+                    scanFdDir(pid, pidFD, p.baseAddress!, into: &mine, link: link, seen: &seen, dedupe: true)
+                }
             }
         }
     }
 
     /// Threads of the process: /proc/PID/task's link count is 2 plus one
     /// per thread (one stat, no directory read). 0 when unknown.
-    func threadCount(_ pid: Int32, path: inout [CChar]) -> Int {
-        Self.setPath(&path, pid, "/task")
+    func threadCount(_ pidFD: Int32) -> Int {
         var st = stat()
-        guard fstatat(procFD, path, &st, 0) == 0 else { return 0 }
+        guard fstatat(pidFD, "task", &st, 0) == 0 else { return 0 }
         return Int(st.st_nlink) - 2
     }
 
     /// The thread ids in /proc/PID/task.
-    func tasks(_ pid: Int32, path: inout [CChar]) -> [Int32] {
-        Self.setPath(&path, pid, "/task")
-        let dirFD = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    func tasks(_ pidFD: Int32) -> [Int32] {
+        let dirFD = openat(pidFD, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirFD < 0 { return [] }
         guard let dir = fdopendir(dirFD) else {
             close(dirFD)
@@ -276,16 +323,19 @@ final class ScanWork: @unchecked Sendable {
         return tids
     }
 
-    /// Reads the descriptor directory named by `path` (relative to /proc):
-    /// /proc/PID/fd or /proc/PID/task/TID/fd. With `dedupe`, a
-    /// socket already in `seen` is skipped and each new one is added.
-    func scanFdDir(_ pid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>,
-                   path: inout [CChar], seen: inout Set<UInt64>, dedupe: Bool) {
-        let fdDirFD = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fdDirFD < 0 { return }
+    /// Reads the descriptor directory `dir` of the open /proc/PID: `fd` or
+    /// `task/TID/fd`. With `dedupe`, a socket already in `seen` is skipped
+    /// and each new one is added. False when the directory is there but
+    /// may not be read (another user's process seen from a user namespace,
+    /// say): what it holds is unknown, which is not "nothing".
+    @discardableResult
+    func scanFdDir(_ pid: Int32, _ pidFD: Int32, _ dir: UnsafePointer<CChar>, into mine: inout Found,
+                   link: UnsafeMutablePointer<UInt8>, seen: inout Set<UInt64>, dedupe: Bool) -> Bool {
+        let fdDirFD = openat(pidFD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fdDirFD < 0 { return !(errno == EACCES || errno == EPERM) }
         guard let fdDir = fdopendir(fdDirFD) else {
             close(fdDirFD)
-            return
+            return true
         }
         defer { closedir(fdDir) }
         while let fent = readdir(fdDir) {
@@ -297,6 +347,9 @@ final class ScanWork: @unchecked Sendable {
                     readlinkat(fdDirFD, $0, UnsafeMutableRawPointer(link).assumingMemoryBound(to: CChar.self), 64)
                 }
             }
+            // The directory may be listed (its owner's uid matches) while
+            // each link is refused (no ptrace access: a user namespace).
+            if n < 0 && (errno == EACCES || errno == EPERM) { return false }
             guard n > 9, let inode = OwnerScan.socketInode(link, n) else { continue }
             if dedupe, !seen.insert(inode).inserted { continue }
             // A process's triples are contiguous and its entry in `procs`
@@ -306,18 +359,18 @@ final class ScanWork: @unchecked Sendable {
                 // a pid cannot stand for its namespace (/proc/PID/net/unix
                 // and ns/net are gone with the main thread), so it is not
                 // offered as one.
-                mine.procs.append((pid, processName(pid, path: &path), netns(pid, path: &path)))
+                mine.procs.append((pid, Self.processName(pidFD), Self.netns(pidFD)))
             }
             mine.inodes.append(inode)
             mine.pids.append(pid)
             mine.fds.append(fd)
         }
+        return true
     }
 
     /// /proc/PID/comm without its newline, "?" when it cannot be read.
-    func processName(_ pid: Int32, path: inout [CChar]) -> String {
-        Self.setPath(&path, pid, "/comm")
-        let fd = openat(procFD, path, O_RDONLY | O_CLOEXEC)
+    static func processName(_ pidFD: Int32) -> String {
+        let fd = openat(pidFD, "comm", O_RDONLY | O_CLOEXEC)
         if fd < 0 { return "?" }
         defer { close(fd) }
         // comm is at most 16 bytes with its newline; a larger buffer keeps
@@ -335,24 +388,33 @@ final class ScanWork: @unchecked Sendable {
                 total += r
             }
             if total == raw.count {
-                // Longer than any comm: read it whole the general way.
-                return Files.text("\(procRoot)/\(pid)/comm") ?? "?"
+                // Longer than any comm (a test's fake /proc): the rest of it.
+                var bytes = Array(raw)
+                var more = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let r = read(fd, &more, more.count)
+                    if r < 0 && errno == EINTR { continue }
+                    if r <= 0 { break }
+                    bytes += more[0..<r]
+                }
+                while let last = bytes.last, last == 0x0A || last == 0 { bytes.removeLast() }
+                return String(decoding: bytes, as: UTF8.self)
             }
             while total > 0, raw[total - 1] == 0x0A || raw[total - 1] == 0 { total -= 1 }
             return String(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<total]), as: UTF8.self)
         }
     }
 
-    func netns(_ pid: Int32, path: inout [CChar]) -> UInt64? {
-        Self.setPath(&path, pid, "/ns/net")
+    static func netns(_ pidFD: Int32) -> UInt64? {
         var st = stat()
-        return fstatat(procFD, path, &st, 0) == 0 ? UInt64(st.st_ino) : nil
+        return fstatat(pidFD, "ns/net", &st, 0) == 0 ? UInt64(st.st_ino) : nil
     }
 
     /// The threads' finds as one table, each socket's owners sorted.
     func table() -> OwnerTable {
         var table = OwnerTable()
         table.byInode.reserveCapacity(found.reduce(0) { $0 + $1.inodes.count })
+        table.unreadable = found.flatMap(\.unreadable).sorted()
         var shared = false
         for f in found {
             // A thread's triples come process by process, in the order of

@@ -31,6 +31,20 @@ public enum DWARF {
         return fd
     }
 
+    /// Refuses the ELF file open on `fd` unless it is the running kernel's
+    /// build (offsets differ between builds).
+    static func checkBuildID(fd: Int32, path: String, running: [UInt8]?) throws(KPeerError) {
+        let fileID = try BuildID.ofFile(fd: fd, path: path)
+        guard let running else {
+            throw KPeerError(.unavailable, "cannot read the running kernel's build-id from /sys/kernel/notes to check \(path)",
+                             fix: "add --force if you are sure \(path) is this kernel's vmlinux")
+        }
+        if fileID != running {
+            throw KPeerError(.badFile, "\(path) is another kernel build (build-id \(BuildID.hex(fileID)), running \(BuildID.hex(running)))",
+                             fix: "give --dwarf the vmlinux of the running kernel, or add --force")
+        }
+    }
+
     static let dwarfFix = "give --dwarf the vmlinux with debug info of the running kernel (package linux-image-$(uname -r)-dbg)"
 
     static func memberOffset(fd: Int32, path: String, type: String = UnixSockPeer.type,
@@ -53,18 +67,43 @@ public enum DWARF {
         // The fix each failure to open named before the two reads shared it.
         let fd = try openChecked(path, fix: force ? dwarfFix : BuildID.fix)
         defer { close(fd) }
-        if !force {
-            let fileID = try BuildID.ofFile(fd: fd, path: path)
-            guard let runningBuildID else {
-                throw KPeerError(.unavailable, "cannot read the running kernel's build-id from /sys/kernel/notes to check \(path)",
-                                 fix: "add --force if you are sure \(path) is this kernel's vmlinux")
-            }
-            if fileID != runningBuildID {
-                throw KPeerError(.badFile, "\(path) is another kernel build (build-id \(BuildID.hex(fileID)), running \(BuildID.hex(runningBuildID)))",
-                                 fix: "give --dwarf the vmlinux of the running kernel, or add --force")
-            }
-        }
+        if !force { try checkBuildID(fd: fd, path: path, running: runningBuildID) }
         return try memberOffset(fd: fd, path: path)
+    }
+}
+
+/// A --dwarf or --btf file (or a vmlinux found in the usual places), opened
+/// once: the build-id check, the peer offset and the struct layouts all read
+/// this one descriptor, so replacing the path meanwhile changes nothing.
+public final class SymbolFile: @unchecked Sendable {
+    public let path: String
+    public let isDWARF: Bool
+    let fd: Int32
+
+    /// Opens `path` and checks it is a regular file; a DWARF file must be the
+    /// running kernel's build unless `force`.
+    public init(path: String, dwarf: Bool, force: Bool = false,
+                runningBuildID: @autoclosure () -> [UInt8]? = BuildID.runningKernel()) throws(KPeerError) {
+        self.path = path
+        self.isDWARF = dwarf
+        let fix = dwarf ? (force ? DWARF.dwarfFix : BuildID.fix)
+                        : "give --btf a BTF file such as /sys/kernel/btf/vmlinux, or use --dwarf or calibration"
+        fd = try DWARF.openChecked(path, fix: fix)
+        guard dwarf, !force else { return }
+        do {
+            try DWARF.checkBuildID(fd: fd, path: path, running: runningBuildID())
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// unix_sock.peer (and .addr, for BTF) from this file.
+    public func peerOffset() throws(KPeerError) -> MemberOffset {
+        if isDWARF { return try DWARF.memberOffset(fd: fd, path: path) }
+        return try BTF.memberOffset(fd: fd, path: path)
     }
 }
 

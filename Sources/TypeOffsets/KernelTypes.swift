@@ -75,6 +75,23 @@ public final class KernelTypes: @unchecked Sendable {
         handle = try open()
     }
 
+    /// BTF or DWARF of the file open on `file` (SymbolFile): read through a
+    /// copy of that descriptor, never by path, so what was checked (its
+    /// build-id, that it is a regular file) is what is read.
+    public init(_ file: SymbolFile) throws(KPeerError) {
+        source = file.isDWARF ? .dwarf : .btf
+        origin = file.path
+        let copy = fcntl(file.fd, F_DUPFD_CLOEXEC, 0)
+        if copy < 0 { throw KPeerError(.io, "cannot use \(file.path): \(String(cString: strerror(errno)))") }
+        var h: OpaquePointer?
+        var err = kp_error()
+        if kp_types_open_fd(copy, file.path, file.isDWARF ? 1 : 0, &h, &err) != 0 || h == nil {
+            throw KPeerError(err, fix: file.isDWARF ? "give --dwarf the vmlinux with debug info of the running kernel"
+                                                    : "give --btf a BTF file such as /sys/kernel/btf/vmlinux")
+        }
+        handle = h
+    }
+
     /// Layouts remembered for this kernel build (LayoutCache); the file
     /// they came from is opened only if a layout not among them is asked for.
     init(remembered members: [String: Member], sizes: [String: Int], missing: [String: String] = [:],

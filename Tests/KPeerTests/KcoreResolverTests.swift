@@ -151,4 +151,22 @@ struct KcoreResolverTests {
             _ = try Calibration.offset(memory: mem, socket: w.address(0), entries: w.entries, window: 1024, origin: "t")
         } == .refused)
     }
+
+    /// A remembered unix_sock.addr offset is believed only where memory
+    /// bears it out: a kernel pointer in every named socket, NULL in every
+    /// unnamed one.
+    @Test func theAddrOffsetIsCheckedAgainstMemory() throws {
+        let w = Self.standardWorld()
+        let addr = 768
+        for e in w.entries {
+            w.core.poke(e.address + UInt64(addr), e.path == nil ? 0 : w.address(60))
+        }
+        let r = KcoreResolver(memory: try w.memory(), offset: MemberOffset(value: Self.peerOffset, source: .option, origin: "t"))
+        #expect(r.addrOffsetHolds(addr, in: w.entries))
+        // Any other word of the struct fails: noise is no kernel pointer,
+        // and the peer word is nonzero where a socket has no name.
+        for wrong in [addr - 8, addr + 8, Self.peerOffset, 0] {
+            #expect(!r.addrOffsetHolds(wrong, in: w.entries), "offset \(wrong)")
+        }
+    }
 }

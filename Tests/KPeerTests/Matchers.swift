@@ -11,3 +11,9 @@ func kindOf(_ body: () throws -> Void) -> KPeerError.Kind? {
         return nil
     }
 }
+
+/// The error a call throws, if it throws a KPeerError.
+func errorOf(_ body: () throws -> Void) -> KPeerError? {
+    do { try body() } catch let e as KPeerError { return e } catch { return nil }
+    return nil
+}

@@ -120,6 +120,29 @@ import Testing
         #expect(Int(offset) == truth[0] && Array(id.prefix(len)) == firstID)
     }
 
+    /// What --dwarf gives the kcore method: the build-id check, the peer
+    /// offset and the struct layouts (KernelTypes) all read the one
+    /// descriptor SymbolFile opened. The path is swapped for another build,
+    /// then for a FIFO, after the open: every read still gives the first
+    /// file's answers, and none blocks.
+    @Test func dwarfOffsetAndLayoutsComeFromOneOpen() throws {
+        let (first, truth) = try Self.build()
+        let firstID = try BuildID.ofFile(first)
+        let (other, _) = try Self.build(Self.otherSource)
+        try #require(try DWARF.memberOffset(path: other).value != truth[0])
+        let file = try SymbolFile(path: first, dwarf: true, runningBuildID: firstID)
+        try #require(rename(other, first) == 0)
+        #expect(try file.peerOffset().value == truth[0])
+        #expect(try KernelTypes(file).member("unix_sock", "peer").offset == truth[0])
+        try Self.swapForFIFO(first)
+        #expect(try file.peerOffset().value == truth[0])
+        #expect(try KernelTypes(file).member("unix_sock", "peer").offset == truth[0])
+        // Another build is refused at the open, before anything is read.
+        let (third, _) = try Self.build(Self.otherSource)
+        #expect(kindOf { _ = try SymbolFile(path: third, dwarf: true, runningBuildID: firstID) } == .badFile)
+        #expect(try SymbolFile(path: third, dwarf: true, force: true, runningBuildID: firstID).peerOffset().value != truth[0])
+    }
+
     /// kpeer itself: `--btf` or `--dwarf` given a FIFO is status 65, one line.
     @Test func aFIFOGivenAsBTFOrDWARFIsABadFile() throws {
         let dir = Support.tempDir()

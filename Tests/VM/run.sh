@@ -12,7 +12,8 @@
 #
 # Env: KERNELS ("6.1 6.12", or full package names), KERNEL_CACHE, KPEER_BIN
 # (a static kpeer), VM_STALL (seconds the guest's console may stay silent before
-# the guest counts as hung; 300), VM_KEEP=1 keeps the work dir.
+# the guest counts as hung; 300), VM_KEEP=1 keeps the work dir, VM_OUT (where
+# console logs are kept; Tests/VM/out).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +22,7 @@ KERNELS=${KERNELS:-"6.1 6.12"}
 KERNEL_CACHE=${KERNEL_CACHE:-.cache/kernels}
 KPEER_BIN=${KPEER_BIN:-.build-static/release/kpeer}
 VM_STALL=${VM_STALL:-${VM_TIMEOUT:-300}}
+VM_OUT=${VM_OUT:-$here/out}
 case $KERNEL_CACHE in /*) ;; *) KERNEL_CACHE=$root/$KERNEL_CACHE ;; esac
 case $KPEER_BIN in /*) ;; *) KPEER_BIN=$root/$KPEER_BIN ;; esac
 
@@ -193,7 +195,7 @@ EOF
     set -e
     t_boot=$(since "$t0")
     # Kept for whoever reads results out of the guest (make bench).
-    mkdir -p "$here/out" && cp "$log" "$here/out/console-$k.log"
+    mkdir -p "$VM_OUT" && cp "$log" "$VM_OUT/console-$k.log"
     [ $stalled = 1 ] && say "$pkg: the VM printed nothing for ${VM_STALL}s and was stopped"
 
     set +e

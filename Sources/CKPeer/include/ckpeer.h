@@ -169,6 +169,9 @@ typedef struct kp_types kp_types;
 // dwarf = 0: BTF (raw, such as /sys/kernel/btf/vmlinux, or an ELF's .BTF);
 // 1: DWARF of an ELF file. The file is opened once and checked regular.
 int kp_types_open(const char *path, int dwarf, kp_types **out, kp_error *err);
+// The same from a descriptor the handle takes over (closed on failure too):
+// read only through it, never by `path`, which names it in messages.
+int kp_types_open_fd(int fd, const char *path, int dwarf, kp_types **out, kp_error *err);
 void kp_types_close(kp_types *types);
 int kp_types_struct_size(kp_types *types, const char *type, uint64_t *size, kp_error *err);
 // `path` is dotted ("sk.__sk_common.skc_net"); anonymous members are looked

@@ -1,0 +1,142 @@
+import Foundation
+import Glibc
+import Testing
+@testable import KernelMemory
+@testable import KPeerSystem
+@testable import PeerResolution
+@testable import SocketInventory
+@testable import TypeOffsets
+
+/// Identities that can be reused or hidden: inode numbers (a 32-bit
+/// counter that wraps), pids (reused), and processes kpeer may not read.
+struct IdentityTests {
+    // MARK: two live sockets with one inode
+
+    /// sock_diag lists inode 200 twice: two sockets share the number. No
+    /// link through it is believed, and both questions are refused.
+    @Test func inodeTwinsInSockDiagAreRefused() {
+        func diag(_ inode: UInt64, peer: UInt64) -> DiagEntry {
+            var d = DiagEntry(inode: inode, rawType: 1, rawState: 1)
+            d.peer = peer
+            return d
+        }
+        let dump = [diag(100, peer: 200), diag(200, peer: 100), diag(200, peer: 300), diag(300, peer: 200),
+                    diag(400, peer: 401), diag(401, peer: 400)]
+        let links = NetlinkResolver.links(from: dump)
+        #expect(links.ambiguous == [200])
+        let entries = [100, 200, 300, 400, 401].map {
+            UnixSocketEntry(address: 0, refCount: 2, flags: 0, rawType: 1, rawState: 3, inode: UInt64($0), path: nil)
+        }
+        let map = PeerMap(entries: entries, owners: OwnerTable(), links: links, method: .netlink)
+        for asked: UInt64 in [100, 200, 300] {
+            let e = errorOf { _ = try map.peerOwners(of: asked) }
+            #expect(e?.kind == .refused, "inode \(asked): \(String(describing: e))")
+            #expect(e?.problem.contains("more than one live socket") == true)
+        }
+        // The pair that shares nothing is untouched.
+        #expect(map[400]?.peer == 401)
+        #expect(map[100]?.peer == nil && map[300]?.peer == nil)
+    }
+
+    /// Kernel memory shows two unix_socks with inode 2 at two addresses:
+    /// both rows are real, and the inode is refused.
+    @Test func inodeTwinsInKernelMemoryAreRefused() throws {
+        let w = KcoreResolverTests.World()
+        w.socket(0, inode: 1); w.socket(1, inode: 2)
+        w.point(0, to: 1); w.point(1, to: 0)
+        w.socket(2, inode: 2); w.socket(3, inode: 5)
+        w.point(2, to: 3); w.point(3, to: 2)
+        w.socket(4, inode: 7); w.socket(5, inode: 8)
+        w.point(4, to: 5); w.point(5, to: 4)
+        let (links, check) = try KcoreResolver(memory: try w.memory(),
+                                               offset: MemberOffset(value: KcoreResolverTests.peerOffset, source: .option, origin: "test"))
+            .links(w.entries)
+        #expect(check.failed == 0)
+        #expect(links.ambiguous == [2])
+        let map = PeerMap(entries: w.entries, owners: OwnerTable(), links: links, method: .kcore)
+        for asked: UInt64 in [1, 2, 5] {
+            #expect(errorOf { _ = try map.peerOwners(of: asked) }?.kind == .refused, "inode \(asked)")
+        }
+        #expect(map[7]?.peer == 8)
+    }
+
+    /// Rows at two addresses stay; a row repeated word for word is one; rows
+    /// that disagree at one address both go.
+    @Test func rowsAreOnePerAddress() {
+        func row(_ address: UInt64, _ inode: UInt64, state: UInt8 = 3) -> UnixSocketEntry {
+            UnixSocketEntry(address: address, refCount: 2, flags: 0, rawType: 1, rawState: state, inode: inode, path: nil)
+        }
+        let a = row(0x1000, 9), b = row(0x2000, 9), c = row(0x3000, 4), c2 = row(0x3000, 4, state: 1)
+        #expect(TrustedRows.uniqueAddresses([a, b]) == [a, b])
+        #expect(TrustedRows.uniqueAddresses([a, a, b]) == [a, b])
+        #expect(TrustedRows.uniqueAddresses([a, c, c2]) == [a])
+    }
+
+    // MARK: a pid reused mid-scan
+
+    /// The owner scan reads a process's name through the /proc/PID it
+    /// opened for its descriptors. Once that process is gone and its pid
+    /// belongs to another, the open directory yields nothing: the newcomer's
+    /// name is never put on the old process's sockets. Made real here: a
+    /// child exits and its pid is handed to a new one (ns_last_pid).
+    @Test func aReusedPidIsNotReadThroughTheOldDirectory() throws {
+        let first = try Self.spawn("/bin/sleep", ["1000"])
+        let pid = first.processIdentifier
+        let dirFD = open("/proc/\(pid)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        #expect(dirFD >= 0)
+        defer { close(dirFD) }
+        #expect(ScanWork.processName(dirFD) == "sleep")
+        #expect(ScanWork.netns(dirFD) != nil)
+        // SIGKILL: a child may inherit a blocked SIGTERM from the runner.
+        kill(pid, SIGKILL)
+        first.waitUntilExit()
+        // Hand the same pid to a new process; others may take it first, so
+        // try until one of ours gets it (each try is one fork, no waiting).
+        var second: Process?
+        for _ in 0..<200 {
+            try "\(pid - 1)".write(toFile: "/proc/sys/kernel/ns_last_pid", atomically: false, encoding: .utf8)
+            let p = try Self.spawn("/bin/cat", [])
+            if p.processIdentifier == pid { second = p; break }
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        let newcomer = try #require(second, "pid \(pid) was never handed out again")
+        defer { kill(newcomer.processIdentifier, SIGKILL); newcomer.waitUntilExit() }
+        #expect(Files.text("/proc/\(pid)/comm") == "cat")
+        #expect(ScanWork.processName(dirFD) == "?")
+        #expect(ScanWork.netns(dirFD) == nil)
+    }
+
+    static func spawn(_ path: String, _ args: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        p.standardInput = Pipe()  // cat waits on it
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    // MARK: descriptors kpeer may not read
+
+    /// From a user namespace (`unshare -r`: uid 0 there, no capability over
+    /// the machine's processes) /proc/PID/fd of every other process is
+    /// EACCES. The peer held by this test process is then held by nobody
+    /// kpeer can see: it must say that, not that the socket is in flight.
+    @Test func unreadableHoldersAreNotCalledInFlight() throws {
+        guard let unshare = Support.which("unshare") else { throw Support.Failure("unshare (util-linux) is missing") }
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let inode = try #require(Files.identity("/proc/self/fd/\(fds[0])")?.inode)
+        // As root, in the machine's namespaces: this process holds the peer.
+        let plain = try Support.run(Support.kpeerBinary, ["--method", "netlink", String(inode)])
+        #expect(plain.status == 0)
+        #expect(plain.stdout.contains("\(getpid())"))
+        let boxed = try Support.run(unshare, ["-r", Support.kpeerBinary, "--method", "netlink", String(inode)])
+        #expect(boxed.status == 77, "\(boxed)")
+        #expect(boxed.stdout.isEmpty)
+        #expect(boxed.stderr.contains("could not be read"), "\(boxed.stderr)")
+        #expect(!boxed.stderr.contains("in flight"), "\(boxed.stderr)")
+    }
+}
