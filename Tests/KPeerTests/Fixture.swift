@@ -11,6 +11,8 @@ class Fixture {
 
     let process: Process
     let input: Pipe
+    /// Where the fixture bound its socket files.
+    let dir: String
     var names: [Int32: String] = [:]
     var sockets: [Socket] = []
     /// The `--dump` lines the fixture expects for its own sockets.
@@ -47,7 +49,8 @@ class Fixture {
     /// `launcher` runs the fixture under another program (`unshare -n`).
     init(launcher: [String] = []) throws {
         process = Process()
-        let command = launcher + [try Self.binary(), Support.tempDir()]
+        dir = Support.tempDir()
+        let command = launcher + [try Self.binary(), dir]
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         input = Pipe()

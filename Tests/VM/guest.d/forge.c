@@ -3,7 +3,8 @@
 // with a newline makes lines that parse as rows of the table.
 //
 //   forge DIR INODE FLOOD
-//   forge relabel NAME        (root: it enters a network namespace of its own)
+//   forge relabel NAME        (enters a network namespace of its own; unprivileged,
+//                             with a user namespace of its own too)
 //
 // binds one name whose second line is a row with INODE (root's listener)
 // and address 0 (the "listed twice" attack: it used to make kpeer drop the
@@ -42,7 +43,9 @@ static int bind_name(const char *text, size_t len) {
 
 static int relabel(const char *name) {
     int host = socket(AF_UNIX, SOCK_STREAM, 0);  // in the first namespace: it keeps it
-    if (host < 0 || unshare(CLONE_NEWNET) != 0) {
+    // As root a network namespace alone; unprivileged, inside a user
+    // namespace of its own, as any user may make.
+    if (host < 0 || (unshare(CLONE_NEWNET) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0)) {
         perror("forge: unshare");
         return 1;
     }

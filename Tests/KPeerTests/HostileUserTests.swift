@@ -1,0 +1,109 @@
+import Foundation
+import Glibc
+import Testing
+
+/// An unprivileged local user (uid 65534, no groups) attacks root's kpeer on
+/// this machine (the netlink method: this kernel may have no /proc/kcore;
+/// the VM's forge.sh runs the same attacks against the kcore method). The
+/// attacker is Tests/VM/guest.d/forge.c, run through the fixture's
+/// `--run-as`. Every answer after the attack must equal the answer before.
+@Suite(.serialized) struct HostileUserTests {
+    static let attacker: UInt32 = 65534
+
+    static func forge() throws -> String {
+        let out = Support.tempDir() + "/forge"
+        try Support.gcc([Support.packageRoot + "/Tests/VM/guest.d/forge.c"], output: out, flags: ["-O2", "-Wall"])
+        // The attacker must be able to run it.
+        chmod(out, 0o755)
+        chmod((out as NSString).deletingLastPathComponent, 0o755)
+        return out
+    }
+
+    /// The attacker's program, running until this value is dropped.
+    final class Attack {
+        let process = Process()
+        let input = Pipe()
+        var lines: [String] = []
+
+        init(_ args: [String]) throws {
+            process.executableURL = URL(fileURLWithPath: try Fixture.binary())
+            process.arguments = ["--run-as", String(HostileUserTests.attacker)] + args
+            process.standardInput = input
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            var text = ""
+            while !text.hasSuffix("ready\n") {
+                let chunk = output.fileHandleForReading.availableData
+                if chunk.isEmpty { throw Support.Failure("the attacker ended before ready: \(text)") }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            lines = text.split(separator: "\n").map(String.init)
+        }
+
+        deinit {
+            try? input.fileHandleForWriting.close()
+            process.waitUntilExit()
+        }
+    }
+
+    /// Only the lines about the fixture's sockets: other tests make and
+    /// close sockets on this machine meanwhile.
+    static func mine(_ r: Support.Result, _ f: Fixture) -> [String] {
+        r.stdout.split(separator: "\n").map(String.init).filter { line in
+            line.split(separator: ":").contains { UInt64($0).map(f.inodes.contains) ?? false }
+        }.sorted()
+    }
+
+    static func kpeer(_ args: [String]) throws -> Support.Result {
+        try Support.run(Support.kpeerBinary, ["--method", "netlink"] + args)
+    }
+
+    /// A twin of root's listener (its inode, at address 0) and 480 rows more,
+    /// each inside a bound abstract name after a newline. The listener
+    /// stays, with its clients; no forged inode appears anywhere.
+    @Test func forgedRowsChangeNoAnswer() throws {
+        let f = try Fixture()
+        let listener = try #require(f.sockets("listener").first).inode
+        let path = f.dir + "/kpf-\(f.process.processIdentifier)-stream.sock"
+        let questions = [[path], [String(listener)]]
+        let before = try questions.map { try Self.kpeer($0) }
+        let dumpBefore = Self.mine(try Self.kpeer(["--dump"]), f)
+        #expect(before.allSatisfy { $0.status == 0 }, "\(before)")
+        #expect(!dumpBefore.isEmpty)
+
+        let attack = try Attack([try Self.forge(), "/tmp", String(listener), "480"])
+        // The forgery is in place: root reading the table sees the twin row.
+        // (procfs files report size 0: read to the end, not by size)
+        let data = try #require(FileHandle(forReadingAtPath: "/proc/net/unix")).readDataToEndOfFile()
+        let table = String(decoding: data, as: UTF8.self)
+        let twin = table.split(separator: "\n").filter { $0.hasPrefix("0000000000000000:") && $0.hasSuffix(" \(listener)") }
+        try #require(twin.count == 1, "no forged twin of \(listener) in /proc/net/unix")
+        #expect(table.split(separator: "\n").filter { $0.hasPrefix("0000000000000000:") }.count >= 481)
+
+        for (q, was) in zip(questions, before) {
+            let now = try Self.kpeer(q)
+            #expect(now.status == was.status && now.stdout == was.stdout, "kpeer \(q): \(now) after, \(was) before")
+        }
+        #expect(Self.mine(try Self.kpeer(["--dump"]), f) == dumpBefore)
+        let all = try Self.kpeer(["--all"])
+        #expect(all.status == 0)
+        for n in 0..<480 { #expect(!all.stdout.contains(" \(9_000_000 + n) ")) }
+        withExtendedLifetime(attack) {}
+    }
+
+    /// A socketpair in the attacker's own user and network namespaces, and a
+    /// forged row in ours that calls it `@NAME`: `kpeer @NAME` finds
+    /// nothing, and the pair is listed in its own namespace, nameless.
+    @Test func aPairIsNotRelabelled() throws {
+        let name = "victim-svc-\(getpid())"
+        let attack = try Attack([try Self.forge(), "relabel", name])
+        let pair = try #require(attack.lines.first { $0.hasPrefix("pair ") }.flatMap { UInt64($0.dropFirst(5)) })
+        let r = try Self.kpeer(["@" + name])
+        #expect(r.status == 2 && r.stdout.isEmpty, "\(r)")
+        let all = try Self.kpeer(["--all"])
+        let rows = all.stdout.split(separator: "\n").filter { $0.split(separator: " ").contains(Substring(String(pair))) }
+        #expect(!rows.isEmpty, "the attacker's pair \(pair) is not listed")
+        #expect(rows.allSatisfy { !$0.contains(name) && $0.contains("net:[") }, "\(rows)")
+    }
+}
