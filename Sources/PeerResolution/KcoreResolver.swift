@@ -24,6 +24,11 @@ public struct KcoreResolver {
     /// other socket (a datagram target no one holds, a socket in flight, one
     /// closed meanwhile) is `reread` called.
     public var liveOwners: (() -> OwnerTable)?
+    /// Reads every row's peer word in its own way (one read of each
+    /// unix_sock that gathers SocketFacts as well); nil: an 8-byte pread a
+    /// row. Called where the pointers are read, so what it reads is covered
+    /// by the same stability proof.
+    public var readPeers: (([UnixSocketEntry]) -> [UInt64?])?
     /// Runs once the peer pointers are read and before the owner scan, so
     /// what it reads (SocketFacts) is covered by the same stability proof.
     public var memoryPhase: (() -> Void)?
@@ -106,9 +111,14 @@ public struct KcoreResolver {
         try checkAddresses(entries)
         let index = AddressIndex(entries)
         // One 8-byte pread per socket (KernelMemory says why).
-        var peerOf = [UInt64?](repeating: nil, count: entries.count)
-        for (address, i) in index.pairs {
-            peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
+        var peerOf: [UInt64?]
+        if let readPeers {
+            peerOf = readPeers(entries)
+        } else {
+            peerOf = [UInt64?](repeating: nil, count: entries.count)
+            for (address, i) in index.pairs {
+                peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
+            }
         }
         memoryPhase?()
 

@@ -267,8 +267,21 @@ public enum Resolver {
                 }
             }
             if let factReader {
-                resolver.memoryPhase = {
-                    scanned.rawFacts = Trace.phase("kernel objects") { entries.map { factReader.facts($0) } }
+                let at = offset.value
+                resolver.readPeers = { rows in
+                    Trace.phase("kernel objects") {
+                        var words = [UInt64?](repeating: nil, count: rows.count)
+                        var facts: [SocketFacts?] = []
+                        facts.reserveCapacity(rows.count)
+                        for (i, e) in rows.enumerated() {
+                            guard e.address != 0 else { facts.append(SocketFacts()); continue }
+                            let (f, w) = factReader.factsAndPeer(e, peerOffset: at)
+                            facts.append(f)
+                            words[i] = w
+                        }
+                        scanned.rawFacts = facts
+                        return words
+                    }
                 }
                 resolver.onStable = { stable in
                     scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)

@@ -89,6 +89,12 @@ final class FactReader {
         span = end
     }
 
+    /// Connections made by one process share its struct pid and struct
+    /// cred (get_pid, get_current_cred): each is read once a run. Both are
+    /// immutable once published and pinned by the sockets that point at them.
+    private var pidNumbers: [UInt64: Int32?] = [:]
+    private var credentials: [UInt64: (uid: UInt32, gid: UInt32)] = [:]
+
     private func attempt<T>(_ feature: String, _ body: () throws(KPeerError) -> T?) -> T? {
         if unavailable[feature] != nil { return nil }
         do {
@@ -102,9 +108,22 @@ final class FactReader {
     }
 
     /// Facts about one row (senders by address: FactReader.settle names them).
-    func facts(_ e: UnixSocketEntry) -> SocketFacts {
+    func facts(_ e: UnixSocketEntry) -> SocketFacts { factsAndPeer(e, peerOffset: nil).facts }
+
+    /// The facts and the peer word (at `peerOffset`) of one row from one
+    /// read of its unix_sock: what KcoreResolver would read with a pread of
+    /// its own comes with the rest.
+    func factsAndPeer(_ e: UnixSocketEntry, peerOffset: Int?) -> (facts: SocketFacts, peer: UInt64?) {
+        let length = max(span, (peerOffset ?? 0) + 8)
+        guard let us = try? reader.snapshot(at: e.address, type: "unix_sock", length: length) else {
+            return (SocketFacts(), peerOffset.flatMap { try? reader.memory.readWord(e.address &+ UInt64($0)) })
+        }
+        let peer = peerOffset.flatMap { try? us.unsigned64(at: $0) }
+        return (facts(e, us), peer)
+    }
+
+    private func facts(_ e: UnixSocketEntry, _ us: KernelObject) -> SocketFacts {
         var f = SocketFacts()
-        guard let us = try? reader.snapshot(at: e.address, type: "unix_sock", length: span) else { return f }
         if let path = e.path, !path.isAbstract {
             f.boundFile = attempt("bound_file") { () throws(KPeerError) -> BoundFile? in
                 guard let dentry = try us.pointer("path.dentry"), let inode = try dentry.pointer("d_inode"),
@@ -114,23 +133,39 @@ final class FactReader {
         }
         if e.state == .connected && e.inode != 0 {
             f.connector = attempt("connector") { () throws(KPeerError) -> SocketFacts.Connector? in
-                guard let cred = try us.pointer("sk.sk_peer_cred") else { return nil }
+                let credAt = try us.word("sk.sk_peer_cred")
+                guard credAt != 0 else { return nil }
+                let pidAt = try us.word("sk.sk_peer_pid")
                 var pid: Int32?
-                if let p = try us.pointer("sk.sk_peer_pid") {
-                    let level = Int(try p.unsigned("level"))
-                    if level >= pidLevel && level < 64 {
-                        pid = Int32(truncatingIfNeeded: try p.element("numbers", pidLevel, limit: level + 1).signed("nr"))
+                if pidAt != 0 {
+                    if let known = pidNumbers[pidAt] {
+                        pid = known
+                    } else {
+                        let p = try reader.object(at: pidAt, type: "pid")
+                        let level = Int(try p.unsigned("level"))
+                        if level >= pidLevel && level < 64 {
+                            pid = Int32(truncatingIfNeeded: try p.element("numbers", pidLevel, limit: level + 1).signed("nr"))
+                        }
+                        pidNumbers[pidAt] = pid
                     }
                 }
-                // uid and gid sit side by side in struct cred: one read for both.
-                let u = try cred.member("uid.val"), g = try cred.member("gid.val")
-                if u.size == 4, g.size == 4, g.offset == u.offset + 4 {
-                    let both = try cred.unsigned64(at: u.offset)
-                    return SocketFacts.Connector(pid: pid, uid: UInt32(truncatingIfNeeded: both),
-                                                 gid: UInt32(truncatingIfNeeded: both >> 32))
+                let ids: (uid: UInt32, gid: UInt32)
+                if let known = credentials[credAt] {
+                    ids = known
+                } else {
+                    let cred = try reader.object(at: credAt, type: "cred")
+                    // uid and gid sit side by side in struct cred: one read for both.
+                    let u = try cred.member("uid.val"), g = try cred.member("gid.val")
+                    if u.size == 4, g.size == 4, g.offset == u.offset + 4 {
+                        let both = try cred.unsigned64(at: u.offset)
+                        ids = (UInt32(truncatingIfNeeded: both), UInt32(truncatingIfNeeded: both >> 32))
+                    } else {
+                        ids = (UInt32(truncatingIfNeeded: try cred.unsigned("uid.val")),
+                               UInt32(truncatingIfNeeded: try cred.unsigned("gid.val")))
+                    }
+                    credentials[credAt] = ids
                 }
-                return SocketFacts.Connector(pid: pid, uid: UInt32(truncatingIfNeeded: try cred.unsigned("uid.val")),
-                                             gid: UInt32(truncatingIfNeeded: try cred.unsigned("gid.val")))
+                return SocketFacts.Connector(pid: pid, uid: ids.uid, gid: ids.gid)
             }
         }
         if e.isListening {
