@@ -105,25 +105,41 @@ public struct KcoreResolver {
         return true
     }
 
+    /// What one row's peer pointer says, judged once every read of memory is done.
+    enum Outcome {
+        case none, missing, closed, unknown
+        case mismatched(Int)  // the row it points at
+        case verified(Int)
+    }
+
     /// Reads and verifies every peer pointer. Throws `.refused` when the
     /// offset is evidently wrong; otherwise returns only verified links.
+    /// Four stages, each over the whole table: the peer words, what each
+    /// says, which rows were stable while they were read, the links.
     public func links(_ entries: [UnixSocketEntry]) throws(KPeerError) -> (PeerLinks, Check) {
         try checkAddresses(entries)
         let index = AddressIndex(entries)
-        // One 8-byte pread per socket (KernelMemory says why).
-        var peerOf: [UInt64?]
-        if let readPeers {
-            peerOf = readPeers(entries)
-        } else {
-            peerOf = [UInt64?](repeating: nil, count: entries.count)
-            for (address, i) in index.pairs {
-                peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
-            }
-        }
+        let peerOf = peerWords(entries, index)
         memoryPhase?()
+        let outcome = classify(entries, index, peerOf)
+        let stable = try stability(entries, index, peerOf, outcome)
+        onStable?(stable)
+        return try judged(entries, outcome, stable)
+    }
 
-        // What each pointer says, judged once every read of memory is done.
-        enum Outcome { case none, missing, closed, unknown, mismatched(Int), verified(Int) }
+    /// Stage 1: the word at the peer offset of every row with an address
+    /// (one 8-byte pread each, KernelMemory says why; or `readPeers`).
+    func peerWords(_ entries: [UnixSocketEntry], _ index: AddressIndex) -> [UInt64?] {
+        if let readPeers { return readPeers(entries) }
+        var peerOf = [UInt64?](repeating: nil, count: entries.count)
+        for (address, i) in index.pairs {
+            peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
+        }
+        return peerOf
+    }
+
+    /// Stage 2: what each pointer says about its row.
+    func classify(_ entries: [UnixSocketEntry], _ index: AddressIndex, _ peerOf: [UInt64?]) -> [Outcome] {
         var outcome = [Outcome](repeating: .none, count: entries.count)
         for i in entries.indices {
             let e = entries[i]
@@ -153,8 +169,13 @@ public struct KcoreResolver {
                 outcome[i] = pointsBack && t.rawType == e.rawType ? .verified(j) : .mismatched(j)
             }
         }
+        return outcome
+    }
 
-        // Was each row, while memory was read, the socket the table named?
+    /// Stage 3: was each row, while memory was read, the socket the table
+    /// named? (liveOwners, then `reread` only where a judgement needs it.)
+    func stability(_ entries: [UnixSocketEntry], _ index: AddressIndex, _ peerOf: [UInt64?],
+                   _ outcome: [Outcome]) throws(KPeerError) -> [Bool] {
         // Yes if a process still holds it (liveOwners), or a held socket
         // pins it; otherwise the table again decides: an address that still
         // names the same socket (inode; path for embryos, which have none)
@@ -217,7 +238,13 @@ public struct KcoreResolver {
             }
         }
 
-        onStable?(stable)
+        return stable
+    }
+
+    /// Stage 4: the links of stable rows whose pointers check out, and the
+    /// tally that refuses a wrong offset.
+    func judged(_ entries: [UnixSocketEntry], _ outcome: [Outcome], _ stable: [Bool]) throws(KPeerError) -> (PeerLinks, Check) {
+        let listeners = Self.listenersByPath(entries)
         var check = Check()
         var links = PeerLinks()
         links.peer.reserveCapacity(entries.count)

@@ -182,159 +182,16 @@ public enum Resolver {
         return (entries, diag, skipped, netnsOf)
     }
 
-    /// The kcore method, start to end.
+    /// The kcore method, start to end: KcorePipeline's stages in order.
     static func resolveKcore(_ options: ResolverOptions, boundFiles: Bool = false) throws(KPeerError) -> PeerMap {
-        // What the user gave is checked first: a wrong --dwarf is worth
-        // hearing about even on a machine where kcore is unusable.
-        // The --dwarf or --btf file is opened once, here: its offset and its
-        // layouts are read from that one descriptor.
-        let given = try givenSymbols(options)
-        let explicit = try explicitOffset(options, given)
-        try KcorePreflight.check(path: options.kcorePath)
-        let memory = try Trace.phase("kcore headers") { () throws(KPeerError) in try KernelMemory(path: options.kcorePath) }
-        // Symbols the user did not name: remembered from an earlier run of
-        // this kernel build, else read now.
-        let buildID = explicit == nil && options.offsetCache != nil ? BuildID.runningKernel() : nil
-        let symbolic = Trace.phase("offset") {
-            explicit ?? buildID.flatMap { options.offsetCache?.lookup(buildID: $0) } ?? defaultOffset()
-        }
-        // Without symbols, calibrate on a pair of our own, which must be
-        // open while the table is read.
-        let pair = symbolic == nil ? try Calibration.Pair() : nil
-        // Owners are scanned once memory is read (KcoreResolver.liveOwners);
-        // the tables need only the namespaces.
-        let namespaces = Trace.phase("namespaces") { NetNamespaces.all(procRoot: options.procRoot) }
-        let table = try Trace.phase("tables") { () throws(KPeerError) in
-            try readTables(namespaces: namespaces, procRoot: options.procRoot)
-        }
-        // Hashed or zeroed addresses are an error first.
-        try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
-            .checkAddresses(table)
-        // Struct layouts (remembered, BTF, DWARF) for the kernel-object
-        // reader: the row checks, and SocketFacts when asked for.
-        var reader: ObjectReader?
-        var factsUnavailable: [String: String] = [:]
-        do {
-            let types = try Trace.phase("types") { () throws(KPeerError) in try kernelTypes(options, given) }
-            reader = ObjectReader(memory: memory, types: types)
-        } catch {
-            factsUnavailable["all"] = error.description
-        }
-        // Rows memory vouches for (RowVerifier); without layouts, rows whose
-        // address is kernel memory, listed once (TrustedRows.inMemory).
-        let verifier = reader.flatMap { RowVerifier(reader: $0) }
-        var layoutContradicted = false
-        var entries: [UnixSocketEntry]
-        if let verifier {
-            if let rows = Trace.phase("row checks", { TrustedRows.verified(table, verifier) }) {
-                entries = rows
-            } else {
-                layoutContradicted = true
-                entries = TrustedRows.inMemory(table, memory)
-            }
-        } else {
-            entries = TrustedRows.inMemory(table, memory)
-        }
-        var offset: MemberOffset
-        if var symbolic {
-            // The addr offset rests on no self-check of its own: memory
-            // must bear it out, or embryos are left unattributed.
-            if let addr = symbolic.addrOffset,
-               !KcoreResolver(memory: memory, offset: symbolic).addrOffsetHolds(addr, in: entries) {
-                symbolic.addrOffset = nil
-                if symbolic.remembered { options.offsetCache?.forget() }
-            }
-            offset = symbolic
-        } else {
-            offset = try Trace.phase("calibration") { () throws(KPeerError) in try Calibration.offset(memory: memory, pair: pair!, entries: entries) }
-        }
-        // Once memory is read: the owners (a socket still held then was that
-        // socket all along), and the tables again only when a link rests on
-        // one that is not (KcoreResolver.liveOwners, .reread): a socket freed
-        // meanwhile, its struct maybe reused, gives no link.
-        // The kernel-object reader, for what the question needs beyond peers.
-        var factReader: FactReader?
-        if options.kernelFacts || boundFiles, let reader, !layoutContradicted {
-            factReader = FactReader(reader: reader, pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot))
-        } else if layoutContradicted {
-            factsUnavailable["all"] = "the struct layouts of \(reader?.types.origin ?? "?") do not match this kernel's memory"
-        }
-        let scanned = Scanned()
-        func peerLinks(_ offset: MemberOffset) throws(KPeerError) -> (PeerLinks, KcoreResolver.Check) {
-            var resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
-                try Trace.phase("tables again") { () throws(KPeerError) in
-                    try readTables(namespaces: namespaces, procRoot: options.procRoot)
-                }
-            }
-            if let factReader {
-                let at = offset.value
-                resolver.readPeers = { rows in
-                    Trace.phase("kernel objects") {
-                        var words = [UInt64?](repeating: nil, count: rows.count)
-                        var facts: [SocketFacts?] = []
-                        facts.reserveCapacity(rows.count)
-                        for (i, e) in rows.enumerated() {
-                            guard e.address != 0 else { facts.append(SocketFacts()); continue }
-                            let (f, w) = factReader.factsAndPeer(e, peerOffset: at)
-                            facts.append(f)
-                            words[i] = w
-                        }
-                        scanned.rawFacts = facts
-                        return words
-                    }
-                }
-                resolver.onStable = { stable in
-                    scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
-                }
-            }
-            resolver.liveOwners = {
-                let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot) }
-                scanned.owners = owners
-                return owners
-            }
-            return try Trace.phase("peer pointers") { () throws(KPeerError) in try resolver.links(entries) }
-        }
-        var found: (links: PeerLinks, check: KcoreResolver.Check)
-        do {
-            found = try peerLinks(offset)
-        } catch where error.kind == .refused && offset.remembered {
-            // Remembered for this build, yet failing now (the cache file was
-            // edited?): forget it and read the symbols again.
-            options.offsetCache?.forget()
-            guard let fresh = defaultOffset() else { throw error }
-            offset = fresh
-            found = try peerLinks(offset)
-        }
-        if explicit == nil, !offset.remembered, found.check.verified > 0, let buildID {
-            options.offsetCache?.store(offset, buildID: buildID)
-        }
-        let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
-        let owners = scanned.owners ?? OwnerScan.scan(procRoot: options.procRoot)
-        var map = Trace.phase("map") {
-            PeerMap(entries: entries, owners: owners, links: found.links, method: .kcore, offset: offset, excluding: own)
-        }
-        if let factReader {
-            map.facts = scanned.facts
-            map.factsUnavailable = factReader.unavailable
-        } else {
-            map.factsUnavailable = factsUnavailable
-        }
-        if let types = reader?.types, options.offsetCache != nil, options.dwarfPath == nil, options.btfPath == nil,
-           let buildID = BuildID.runningKernel() {
-            if layoutContradicted {
-                if types.remembered { options.layoutCache.forget() }  // wrong for this build: read again next run
-            } else {
-                options.layoutCache.store(types, buildID: buildID)
-            }
-        }
-        return map
-    }
-
-    /// What KcoreResolver.links found on the way, kept for the map.
-    final class Scanned {
-        var owners: OwnerTable?
-        var rawFacts: [SocketFacts?] = []
-        var facts: [UInt64: SocketFacts]?
+        let run = KcorePipeline(options: options, wantsFacts: options.kernelFacts || boundFiles)
+        let symbols = try run.symbols()
+        let memory = try run.memory()
+        let table = try run.table(memory, calibrating: symbols.offset == nil)
+        let rows = run.rows(table.rows, memory, symbols.given)
+        let offset = try run.peerOffset(symbols.offset, memory, rows.entries, pair: table.pair)
+        let peers = try run.peers(offset, memory, rows, namespaces: table.namespaces, buildID: symbols.buildID)
+        return run.map(peers, rows, excluding: table.pair)
     }
 
     /// Struct layouts for the kernel-object reader: the --dwarf or --btf

@@ -1,0 +1,249 @@
+import KernelMemory
+import KernelObjects
+import KPeerSystem
+import SocketInventory
+import TypeOffsets
+
+/// The kcore method as stages, each a function of what the ones before
+/// gave: symbols → kernel memory → socket tables → rows memory vouches for
+/// → the peer offset → peer pointers, their stability and the owners →
+/// the map. Resolver.resolveKcore calls them in that order.
+struct KcorePipeline {
+    let options: ResolverOptions
+    /// SocketFacts wanted (-e, -v, JSON, or bound files for a PATH query).
+    let wantsFacts: Bool
+
+    // MARK: 1. symbols
+
+    struct Symbols {
+        /// The --dwarf or --btf file, opened once (SymbolFile).
+        var given: SymbolFile?
+        /// unix_sock.peer from --offset, the given file, remembered for this
+        /// build, or this kernel's BTF or debug vmlinux; nil: calibrate.
+        var offset: MemberOffset?
+        /// The running kernel's build-id, when offsets are remembered by it.
+        var buildID: [UInt8]?
+    }
+
+    /// What the user gave is checked first: a wrong --dwarf is worth hearing
+    /// about even on a machine where kcore is unusable.
+    func symbols() throws(KPeerError) -> Symbols {
+        let given = try Resolver.givenSymbols(options)
+        let explicit = try Resolver.explicitOffset(options, given)
+        try KcorePreflight.check(path: options.kcorePath)
+        // Symbols the user did not name: remembered from an earlier run of
+        // this kernel build, else read now.
+        let buildID = explicit == nil && options.offsetCache != nil ? BuildID.runningKernel() : nil
+        let offset = Trace.phase("offset") {
+            explicit ?? buildID.flatMap { options.offsetCache?.lookup(buildID: $0) } ?? Resolver.defaultOffset()
+        }
+        return Symbols(given: given, offset: offset, buildID: buildID)
+    }
+
+    // MARK: 2. kernel memory
+
+    func memory() throws(KPeerError) -> KernelMemory {
+        try Trace.phase("kcore headers") { () throws(KPeerError) in try KernelMemory(path: options.kcorePath) }
+    }
+
+    // MARK: 3. socket tables
+
+    struct Table {
+        var namespaces: [NetNamespace]
+        var rows: [UnixSocketEntry]
+        /// kpeer's own socketpair for calibration, open while the table is read.
+        var pair: Calibration.Pair?
+    }
+
+    /// /proc/net/unix of every network namespace, read with addresses
+    /// visible; refused when the addresses are hashed or zeroed. Owners are
+    /// scanned only once memory is read (stage 6): the tables need only the
+    /// namespaces.
+    func table(_ memory: KernelMemory, calibrating: Bool) throws(KPeerError) -> Table {
+        let pair = calibrating ? try Calibration.Pair() : nil
+        let namespaces = Trace.phase("namespaces") { NetNamespaces.all(procRoot: options.procRoot) }
+        let rows = try Trace.phase("tables") { () throws(KPeerError) in
+            try Resolver.readTables(namespaces: namespaces, procRoot: options.procRoot)
+        }
+        try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
+            .checkAddresses(rows)
+        return Table(namespaces: namespaces, rows: rows, pair: pair)
+    }
+
+    // MARK: 4. rows memory vouches for
+
+    struct Rows {
+        var entries: [UnixSocketEntry]
+        /// The kernel-object reader, when struct layouts are known.
+        var reader: ObjectReader?
+        /// The layouts were contradicted by memory: no facts from them.
+        var layoutContradicted = false
+        /// Why SocketFacts are missing altogether, when they are.
+        var factsUnavailable: [String: String] = [:]
+    }
+
+    /// Struct layouts (given, remembered, BTF, DWARF) for the kernel-object
+    /// reader; with them a row stays only when memory at its address is the
+    /// socket it describes (RowVerifier), without them when its address is
+    /// kernel memory and listed once (TrustedRows.inMemory).
+    func rows(_ table: [UnixSocketEntry], _ memory: KernelMemory, _ given: SymbolFile?) -> Rows {
+        var out = Rows(entries: [])
+        do {
+            let types = try Trace.phase("types") { () throws(KPeerError) in try Resolver.kernelTypes(options, given) }
+            out.reader = ObjectReader(memory: memory, types: types)
+        } catch {
+            out.factsUnavailable["all"] = error.description
+        }
+        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0) }) {
+            if let rows = Trace.phase("row checks", { TrustedRows.verified(table, verifier) }) {
+                out.entries = rows
+                return out
+            }
+            out.layoutContradicted = true
+            out.factsUnavailable["all"] = "the struct layouts of \(out.reader?.types.origin ?? "?") do not match this kernel's memory"
+        }
+        out.entries = TrustedRows.inMemory(table, memory)
+        return out
+    }
+
+    // MARK: 5. the peer offset
+
+    /// From symbols, its addr offset held to memory; else calibrated on
+    /// kpeer's own pair.
+    func peerOffset(_ symbolic: MemberOffset?, _ memory: KernelMemory, _ entries: [UnixSocketEntry],
+                    pair: Calibration.Pair?) throws(KPeerError) -> MemberOffset {
+        guard var symbolic else {
+            return try Trace.phase("calibration") { () throws(KPeerError) in
+                try Calibration.offset(memory: memory, pair: pair!, entries: entries)
+            }
+        }
+        // The addr offset rests on no self-check of its own: memory must
+        // bear it out, or embryos are left unattributed.
+        if let addr = symbolic.addrOffset,
+           !KcoreResolver(memory: memory, offset: symbolic).addrOffsetHolds(addr, in: entries) {
+            symbolic.addrOffset = nil
+            if symbolic.remembered { options.offsetCache?.forget() }
+        }
+        return symbolic
+    }
+
+    // MARK: 6. peer pointers, stability, owners
+
+    struct Peers {
+        var offset: MemberOffset
+        var links: PeerLinks
+        var check: KcoreResolver.Check
+        var owners: OwnerTable
+        var factReader: FactReader?
+        var facts: [UInt64: SocketFacts]?
+    }
+
+    /// Once memory is read: the owners (a socket still held then was that
+    /// socket all along), and the tables again only when a link rests on one
+    /// that is not (KcoreResolver.liveOwners, .reread): a socket freed
+    /// meanwhile, its struct maybe reused, gives no link. An offset
+    /// remembered for this build that fails now is forgotten and read again.
+    func peers(_ offset: MemberOffset, _ memory: KernelMemory, _ rows: Rows, namespaces: [NetNamespace],
+               buildID: [UInt8]?) throws(KPeerError) -> Peers {
+        var factReader: FactReader?
+        if wantsFacts, let reader = rows.reader, !rows.layoutContradicted {
+            factReader = FactReader(reader: reader, pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot))
+        }
+        var offset = offset
+        var found: Peers
+        do {
+            found = try pointers(offset, memory, rows.entries, namespaces, factReader)
+        } catch where error.kind == .refused && offset.remembered {
+            // Remembered for this build, yet failing now (the cache file was
+            // edited?): forget it and read the symbols again.
+            options.offsetCache?.forget()
+            guard let fresh = Resolver.defaultOffset() else { throw error }
+            offset = fresh
+            found = try pointers(offset, memory, rows.entries, namespaces, factReader)
+        }
+        if !offset.remembered, found.check.verified > 0, let buildID, options.offset == nil,
+           options.dwarfPath == nil, options.btfPath == nil {
+            options.offsetCache?.store(offset, buildID: buildID)
+        }
+        return found
+    }
+
+    /// One pass of KcoreResolver over the rows with `offset`.
+    private func pointers(_ offset: MemberOffset, _ memory: KernelMemory, _ entries: [UnixSocketEntry],
+                          _ namespaces: [NetNamespace], _ factReader: FactReader?) throws(KPeerError) -> Peers {
+        let procRoot = options.procRoot
+        let scanned = Scanned()
+        var resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
+            try Trace.phase("tables again") { () throws(KPeerError) in
+                try Resolver.readTables(namespaces: namespaces, procRoot: procRoot)
+            }
+        }
+        if let factReader {
+            // The peer word comes from the same read of each unix_sock as
+            // its facts.
+            let at = offset.value
+            resolver.readPeers = { rows in
+                Trace.phase("kernel objects") {
+                    var words = [UInt64?](repeating: nil, count: rows.count)
+                    var facts: [SocketFacts?] = []
+                    facts.reserveCapacity(rows.count)
+                    for (i, e) in rows.enumerated() {
+                        guard e.address != 0 else { facts.append(SocketFacts()); continue }
+                        let (f, w) = factReader.factsAndPeer(e, peerOffset: at)
+                        facts.append(f)
+                        words[i] = w
+                    }
+                    scanned.rawFacts = facts
+                    return words
+                }
+            }
+            resolver.onStable = { stable in
+                scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
+            }
+        }
+        resolver.liveOwners = {
+            let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot) }
+            scanned.owners = owners
+            return owners
+        }
+        let (links, check) = try Trace.phase("peer pointers") { () throws(KPeerError) in try resolver.links(entries) }
+        return Peers(offset: offset, links: links, check: check,
+                     owners: scanned.owners ?? OwnerScan.scan(procRoot: procRoot),
+                     factReader: factReader, facts: scanned.facts)
+    }
+
+    /// What KcoreResolver.links found on the way, kept for the map.
+    final class Scanned {
+        var owners: OwnerTable?
+        var rawFacts: [SocketFacts?] = []
+        var facts: [UInt64: SocketFacts]?
+    }
+
+    // MARK: 7. the map
+
+    /// The peer map (kpeer's own calibration pair left out), its facts, and
+    /// the layouts remembered for this build (or forgotten, if memory
+    /// contradicted them).
+    func map(_ peers: Peers, _ rows: Rows, excluding pair: Calibration.Pair?) -> PeerMap {
+        let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
+        var map = Trace.phase("map") {
+            PeerMap(entries: rows.entries, owners: peers.owners, links: peers.links, method: .kcore,
+                    offset: peers.offset, excluding: own)
+        }
+        if let factReader = peers.factReader {
+            map.facts = peers.facts
+            map.factsUnavailable = factReader.unavailable
+        } else {
+            map.factsUnavailable = rows.factsUnavailable
+        }
+        if let types = rows.reader?.types, options.offsetCache != nil, options.dwarfPath == nil, options.btfPath == nil,
+           let buildID = BuildID.runningKernel() {
+            if rows.layoutContradicted {
+                if types.remembered { options.layoutCache.forget() }  // wrong for this build: read again next run
+            } else {
+                options.layoutCache.store(types, buildID: buildID)
+            }
+        }
+        return map
+    }
+}
