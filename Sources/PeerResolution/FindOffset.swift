@@ -41,10 +41,15 @@ public struct OffsetReport: Sendable {
         if let v = options.offset {
             attempt(.option) { () throws(KPeerError) in try UnixSockPeer.fromOption(v) }
         }
-        attempt(.btf) { () throws(KPeerError) in try BTF.memberOffset(path: options.btfPath ?? BTF.defaultPath) }
+        attempt(.btf) { () throws(KPeerError) in
+            let file = try SymbolFile(path: options.btfPath ?? BTF.defaultPath, dwarf: false)
+            return try KernelTypes(file).peerOffset()
+        }
         let dwarfPath = options.dwarfPath ?? DWARF.defaultPaths().first(where: Files.exists)
         if let dwarfPath {
-            attempt(.dwarf) { () throws(KPeerError) in try DWARF.checkedMemberOffset(path: dwarfPath, force: options.force) }
+            attempt(.dwarf) { () throws(KPeerError) in
+                try KernelTypes(try SymbolFile(path: dwarfPath, dwarf: true, force: options.force)).peerOffset()
+            }
         } else {
             report.lines.append(Line(source: .dwarf, value: nil,
                                      detail: "no vmlinux with debug info (give --dwarf, or install linux-image-\(Host.kernelRelease)-dbg)"))

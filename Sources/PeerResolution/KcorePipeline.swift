@@ -18,6 +18,9 @@ struct KcorePipeline {
     struct Symbols {
         /// The --dwarf or --btf file, opened once (SymbolFile).
         var given: SymbolFile?
+        /// Layouts already opened for the offset (the given file's, or this
+        /// kernel's read now): stage 4 reads the rest from them.
+        var types: KernelTypes?
         /// unix_sock.peer from --offset, the given file, remembered for this
         /// build, or this kernel's BTF or debug vmlinux; nil: calibrate.
         var offset: MemberOffset?
@@ -29,15 +32,23 @@ struct KcorePipeline {
     /// about even on a machine where kcore is unusable.
     func symbols() throws(KPeerError) -> Symbols {
         let given = try Resolver.givenSymbols(options)
-        let explicit = try Resolver.explicitOffset(options, given)
+        var types = try given.map { f throws(KPeerError) in try KernelTypes(f) }
+        var explicit: MemberOffset?
+        if let v = options.offset {
+            explicit = try UnixSockPeer.fromOption(v)
+        } else {
+            explicit = try types?.peerOffset()
+        }
         try KcorePreflight.check(path: options.kcorePath)
         // Symbols the user did not name: remembered from an earlier run of
         // this kernel build, else read now.
         let buildID = explicit == nil && options.offsetCache != nil ? BuildID.runningKernel() : nil
-        let offset = Trace.phase("offset") {
-            explicit ?? buildID.flatMap { options.offsetCache?.lookup(buildID: $0) } ?? Resolver.defaultOffset()
+        var offset = Trace.phase("offset") { explicit ?? buildID.flatMap { options.offsetCache?.lookup(buildID: $0) } }
+        if offset == nil, let fresh = try? Trace.phase("offset", { () throws(KPeerError) in try Resolver.freshTypes() }) {
+            types = fresh
+            offset = try? fresh.peerOffset()
         }
-        return Symbols(given: given, offset: offset, buildID: buildID)
+        return Symbols(given: given, types: types, offset: offset, buildID: buildID)
     }
 
     // MARK: 2. kernel memory
@@ -86,10 +97,15 @@ struct KcorePipeline {
     /// reader; with them a row stays only when memory at its address is the
     /// socket it describes (RowVerifier), without them when its address is
     /// kernel memory and listed once (TrustedRows.inMemory).
-    func rows(_ table: [UnixSocketEntry], _ memory: KernelMemory, _ given: SymbolFile?) -> Rows {
+    func rows(_ table: [UnixSocketEntry], _ memory: KernelMemory, _ symbols: Symbols) -> Rows {
         var out = Rows(entries: [])
-        do {
-            let types = try Trace.phase("types") { () throws(KPeerError) in try Resolver.kernelTypes(options, given) }
+        do throws(KPeerError) {
+            let types: KernelTypes
+            if let known = symbols.types {
+                types = known
+            } else {
+                types = try Trace.phase("types") { () throws(KPeerError) in try Resolver.kernelTypes(options, nil) }
+            }
             out.reader = ObjectReader(memory: memory, types: types)
         } catch {
             out.factsUnavailable["all"] = error.description

@@ -188,26 +188,34 @@ public enum Resolver {
         let symbols = try run.symbols()
         let memory = try run.memory()
         let table = try run.table(memory, calibrating: symbols.offset == nil)
-        let rows = run.rows(table.rows, memory, symbols.given)
+        let rows = run.rows(table.rows, memory, symbols)
         let offset = try run.peerOffset(symbols.offset, memory, rows.entries, pair: table.pair)
         let peers = try run.peers(offset, memory, rows, namespaces: table.namespaces, buildID: symbols.buildID)
         return run.map(peers, rows, excluding: table.pair)
     }
 
     /// Struct layouts for the kernel-object reader: the --dwarf or --btf
-    /// file the user gave, else this kernel's BTF, else a vmlinux with
-    /// debug info in the usual places (build-id checked).
+    /// file the user gave, else remembered for this build, else read now
+    /// (freshTypes).
     static func kernelTypes(_ o: ResolverOptions, _ given: SymbolFile?) throws(KPeerError) -> KernelTypes {
         if let given { return try KernelTypes(given) }
-        let running = BuildID.runningKernel()
         // Remembered for this build by an earlier run (only then with the
         // offset cache on: tests and --offset runs leave /run alone).
-        if o.offsetCache != nil, let running, let t = o.layoutCache.lookup(buildID: running) { return t }
+        if o.offsetCache != nil, let running = BuildID.runningKernel(), let t = o.layoutCache.lookup(buildID: running) {
+            return t
+        }
+        return try freshTypes()
+    }
+
+    /// This kernel's BTF, else a vmlinux with debug info in the usual
+    /// places whose build-id is the running kernel's (opened once).
+    static func freshTypes() throws(KPeerError) -> KernelTypes {
         if let t = try? KernelTypes(btf: BTF.defaultPath) { return t }
-        for path in DWARF.defaultPaths() where Files.exists(path) {
-            // Opened once: the build-id checked is the DWARF read.
-            if let running, let file = try? SymbolFile(path: path, dwarf: true, runningBuildID: running),
-               let t = try? KernelTypes(file) { return t }
+        if let running = BuildID.runningKernel() {
+            for path in DWARF.defaultPaths() where Files.exists(path) {
+                if let file = try? SymbolFile(path: path, dwarf: true, runningBuildID: running),
+                   let t = try? KernelTypes(file) { return t }
+            }
         }
         throw KPeerError(.unavailable, "no BTF (\(BTF.defaultPath)) and no vmlinux with debug info for this kernel: struct layouts are unknown",
                          fix: "give --dwarf the vmlinux of the running kernel (package linux-image-$(uname -r)-dbg)")
@@ -220,20 +228,10 @@ public enum Resolver {
         return nil
     }
 
-    /// The offset from --offset, --dwarf or --btf, in that order, if given.
-    static func explicitOffset(_ o: ResolverOptions, _ given: SymbolFile?) throws(KPeerError) -> MemberOffset? {
-        if let v = o.offset { return try UnixSockPeer.fromOption(v) }
-        return try given?.peerOffset()
-    }
-
-    /// The offset from this kernel's BTF or a vmlinux in the usual places;
+    /// The offset from symbols read now (no --offset, nothing remembered);
     /// nil means: calibrate (kpeer --find-offset says why each source failed).
     static func defaultOffset() -> MemberOffset? {
-        if let o = try? BTF.memberOffset() { return o }
-        for path in DWARF.defaultPaths() where Files.exists(path) {
-            if let o = try? DWARF.checkedMemberOffset(path: path, force: false) { return o }
-        }
-        return nil
+        try? freshTypes().peerOffset()
     }
 
     /// /proc/net/unix of every network namespace a process is in (and our

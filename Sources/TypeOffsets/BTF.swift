@@ -7,7 +7,7 @@ public enum BTF {
     public static let defaultPath = "/sys/kernel/btf/vmlinux"
 
     /// The offset of `member`, and of `also` (unix_sock.addr) from the same read.
-    public static func memberOffset(path: String = defaultPath, type: String = UnixSockPeer.type,
+    static func memberOffset(path: String = defaultPath, type: String = UnixSockPeer.type,
                                     member: String = UnixSockPeer.member,
                                     also: String? = UnixSockPeer.addrMember) throws(KPeerError) -> MemberOffset {
         var offset: UInt64 = 0, size: UInt64 = 0, alsoOffset = UInt64.max

@@ -14,7 +14,7 @@ public enum DWARF {
          "/lib/modules/\(release)/build/vmlinux"]
     }
 
-    public static func memberOffset(path: String, type: String = UnixSockPeer.type,
+    static func memberOffset(path: String, type: String = UnixSockPeer.type,
                                     member: String = UnixSockPeer.member,
                                     preferCU: String? = UnixSockPeer.compileUnit) throws(KPeerError) -> MemberOffset {
         let fd = try openChecked(path, fix: dwarfFix)
@@ -62,7 +62,7 @@ public enum DWARF {
     /// kernel's (offsets differ between builds) unless `force`. The file is
     /// opened once: the build-id compared is the one of the file whose
     /// DWARF is read, even if the path is replaced meanwhile.
-    public static func checkedMemberOffset(path: String, force: Bool,
+    static func checkedMemberOffset(path: String, force: Bool,
                                            runningBuildID: [UInt8]? = BuildID.runningKernel()) throws(KPeerError) -> MemberOffset {
         // The fix each failure to open named before the two reads shared it.
         let fd = try openChecked(path, fix: force ? dwarfFix : BuildID.fix)
@@ -99,12 +99,6 @@ public final class SymbolFile: @unchecked Sendable {
     }
 
     deinit { close(fd) }
-
-    /// unix_sock.peer (and .addr, for BTF) from this file.
-    public func peerOffset() throws(KPeerError) -> MemberOffset {
-        if isDWARF { return try DWARF.memberOffset(fd: fd, path: path) }
-        return try BTF.memberOffset(fd: fd, path: path)
-    }
 }
 
 /// GNU build-ids: a vmlinux's, and the running kernel's from /sys/kernel/notes.

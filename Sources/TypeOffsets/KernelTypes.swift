@@ -122,6 +122,27 @@ public final class KernelTypes: @unchecked Sendable {
     /// Everything known so far, for LayoutCache.
     var snapshot: (members: [String: Member], sizes: [String: Int], missing: [String: String]) { (members, sizes, missing) }
 
+    /// unix_sock.peer, the kcore method's one offset, read like any other
+    /// member; with sizeof(unix_sock) and, where the kernel has it,
+    /// unix_sock.addr. A file without them is the wrong file (65).
+    public func peerOffset() throws(KPeerError) -> MemberOffset {
+        let peer: Member
+        do {
+            peer = try member(UnixSockPeer.type, UnixSockPeer.member)
+        } catch {
+            throw KPeerError(.badFile, error.problem, fix: source == .dwarf
+                ? "give --dwarf the vmlinux with debug info of the running kernel"
+                : "give --btf the BTF of the running kernel, such as /sys/kernel/btf/vmlinux")
+        }
+        guard peer.kind == .pointer, UnixSockPeer.plausibleRange.contains(peer.offset) else {
+            throw KPeerError(.badFile, "unix_sock.peer in \(origin) is not a pointer within the struct")
+        }
+        let addr = try? member(UnixSockPeer.type, UnixSockPeer.addrMember)
+        return MemberOffset(value: peer.offset, structSize: try? size(of: UnixSockPeer.type), source: source,
+                            origin: origin, remembered: remembered,
+                            addrOffset: addr.flatMap { $0.kind == .pointer ? $0.offset : nil })
+    }
+
     /// `type`'s member at a dotted `path` ("sk.__sk_common.skc_net").
     /// Missing on this kernel: `.unavailable`, naming the struct and member.
     public func member(_ type: String, _ path: String) throws(KPeerError) -> Member {

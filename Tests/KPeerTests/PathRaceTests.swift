@@ -132,15 +132,15 @@ import Testing
         try #require(try DWARF.memberOffset(path: other).value != truth[0])
         let file = try SymbolFile(path: first, dwarf: true, runningBuildID: firstID)
         try #require(rename(other, first) == 0)
-        #expect(try file.peerOffset().value == truth[0])
+        #expect(try KernelTypes(file).peerOffset().value == truth[0])
         #expect(try KernelTypes(file).member("unix_sock", "peer").offset == truth[0])
         try Self.swapForFIFO(first)
-        #expect(try file.peerOffset().value == truth[0])
+        #expect(try KernelTypes(file).peerOffset().value == truth[0])
         #expect(try KernelTypes(file).member("unix_sock", "peer").offset == truth[0])
         // Another build is refused at the open, before anything is read.
         let (third, _) = try Self.build(Self.otherSource)
         #expect(kindOf { _ = try SymbolFile(path: third, dwarf: true, runningBuildID: firstID) } == .badFile)
-        #expect(try SymbolFile(path: third, dwarf: true, force: true, runningBuildID: firstID).peerOffset().value != truth[0])
+        #expect(try KernelTypes(SymbolFile(path: third, dwarf: true, force: true, runningBuildID: firstID)).peerOffset().value != truth[0])
     }
 
     /// kpeer itself: `--btf` or `--dwarf` given a FIFO is status 65, one line.
