@@ -72,7 +72,9 @@ struct KcorePipeline {
     /// namespaces.
     func table(_ memory: KernelMemory, calibrating: Bool) throws(KPeerError) -> Table {
         let pair = calibrating ? try Calibration.Pair() : nil
-        let namespaces = Trace.phase("namespaces") { NetNamespaces.all(procRoot: options.procRoot) }
+        let namespaces = Trace.phase("namespaces") {
+            Resolver.merged(NetNamespaces.all(procRoot: options.procRoot), options.extraNamespaces)
+        }
         let rows = try Trace.phase("tables") { () throws(KPeerError) in
             try Resolver.readTables(namespaces: namespaces, procRoot: options.procRoot)
         }

@@ -30,6 +30,9 @@ public struct ResolverOptions: Sendable {
     public var connectors = false
     /// Where struct layouts read for SocketFacts are remembered.
     public var layoutCache = LayoutCache()
+    /// Network namespaces to read besides those of processes (ones no
+    /// process is in, found through a socket: NetNamespaces.ofHeldSocket).
+    public var extraNamespaces: [NetNamespace] = []
 
     public init() {}
 
@@ -68,6 +71,22 @@ public enum Resolver {
     /// Resolves every socket of every network namespace kpeer can enter;
     /// with `boundFiles`, also asks sock_diag which file each socket is
     /// bound to (for `kpeer PATH`).
+    /// With `focus` (the inode asked about): a socket that processes hold
+    /// but no table lists lives in a namespace no process is in; that
+    /// namespace is found through a holder's descriptor and read too.
+    public static func resolve(_ options: ResolverOptions, boundFiles: Bool = false,
+                               focus: UInt64?) throws(KPeerError) -> Resolution {
+        let first = try resolve(options, boundFiles: boundFiles)
+        guard let focus, first.map[focus] == nil,
+              let ns = NetNamespaces.ofHeldSocket(focus, owners: first.map.owners(of: focus)),
+              ns.inode != first.ownNetns, !first.map.namespaces.contains(where: { $0.inode == ns.inode }) else {
+            return first
+        }
+        var o = options
+        o.extraNamespaces.append(ns)
+        return try resolve(o, boundFiles: boundFiles)
+    }
+
     public static func resolve(_ options: ResolverOptions, boundFiles: Bool = false) throws(KPeerError) -> Resolution {
         switch options.method {
         case .netlink:
@@ -102,7 +121,7 @@ public enum Resolver {
     static func resolveNetlink(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
         let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot) }
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
-        let others = owners.namespaces.filter { $0.inode != own }
+        let others = merged(owners.namespaces, options.extraNamespaces).filter { $0.inode != own }
         if others.isEmpty && !boundFiles {
             return Resolution(map: try Trace.phase("dump and table") { () throws(KPeerError) in try NetlinkResolver.resolveAll(owners: owners) }, ownNetns: own)
         }
@@ -135,13 +154,19 @@ public enum Resolver {
             r.boundFiles = files
             return r
         }
-        let others = map.namespaces.filter { $0.inode != own }
+        let others = merged(map.namespaces, options.extraNamespaces).filter { $0.inode != own }
         if let found = try? diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: false,
                                                  show: UInt32(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS)) {
             r.boundFiles = files(found.diag)
             r.skipped = found.skipped
         }
         return r
+    }
+
+    /// Namespaces of processes, and the extra ones not among them.
+    static func merged(_ namespaces: [NetNamespace], _ extra: [NetNamespace]) -> [NetNamespace] {
+        let known = Set(namespaces.map(\.inode))
+        return namespaces + extra.filter { !known.contains($0.inode) }
     }
 
     static func files(_ diag: [DiagEntry]) -> [UInt64: BoundFile] {
@@ -239,7 +264,10 @@ public enum Resolver {
     static func readTables(namespaces: [NetNamespace], procRoot: String) throws(KPeerError) -> [UnixSocketEntry] {
         let ownNS = Files.identity("\(procRoot)/self/ns/net")?.inode ?? 0
         var sources: [(ns: UInt64, path: String)] = [(ownNS, "\(procRoot)/self/net/unix")]
+        var held: [NetNamespace] = []
         for ns in namespaces where ns.inode != ownNS {
+            // A namespace with no process: read from a thread inside it.
+            if ns.file != nil { held.append(ns); continue }
             sources.append((ns.inode, "\(procRoot)/\(ns.pid)/net/unix"))
         }
         let (texts, _) = try KptrRestrict.withAddressesVisible { () throws(KPeerError) -> [(UInt64, [UInt8])] in
@@ -249,6 +277,13 @@ public enum Resolver {
                     out.append((s.ns, try Files.read(s.path)))
                 } else if let bytes = Files.readIfPresent(s.path) {  // that process may be gone
                     out.append((s.ns, bytes))
+                }
+            }
+            for ns in held {
+                if let bytes = try? NetNamespaces.inside(ns, procRoot: procRoot, { () throws(KPeerError) in
+                    try Files.read("\(procRoot)/thread-self/net/unix")
+                }) {
+                    out.append((ns.inode, bytes))
                 }
             }
             return out

@@ -3,20 +3,33 @@ import Glibc
 import KPeerSystem
 
 /// A network namespace, named by its nsfs inode (`readlink /proc/PID/ns/net`
-/// prints `net:[INODE]`), and one process inside it to reach it through.
+/// prints `net:[INODE]`), and one process inside it to reach it through, or
+/// (a namespace no process is in any more) an open descriptor of it.
 public struct NetNamespace: Hashable, Sendable, Comparable {
     public var inode: UInt64
     public var pid: Int32
+    /// The namespace itself, when no process is there to reach it through.
+    public var file: NamespaceFile?
 
-    public init(inode: UInt64, pid: Int32) {
+    public init(inode: UInt64, pid: Int32, file: NamespaceFile? = nil) {
         self.inode = inode
         self.pid = pid
+        self.file = file
     }
 
     public static func < (a: NetNamespace, b: NetNamespace) -> Bool { a.inode < b.inode }
+    public static func == (a: NetNamespace, b: NetNamespace) -> Bool { a.inode == b.inode && a.pid == b.pid }
+    public func hash(into h: inout Hasher) { h.combine(inode); h.combine(pid) }
 
     /// As `readlink /proc/PID/ns/net` and lsns print it.
     public static func label(_ inode: UInt64) -> String { "net:[\(inode)]" }
+}
+
+/// An open nsfs descriptor, closed with the last reference.
+public final class NamespaceFile: @unchecked Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
 }
 
 /// Finding network namespaces and working inside them.
@@ -66,15 +79,22 @@ public enum NetNamespaces {
     /// that is gone is `.notFound`.
     public static func inside<T>(_ ns: NetNamespace, procRoot: String = "/proc",
                                  _ body: @escaping () throws(KPeerError) -> T) throws(KPeerError) -> T {
-        let path = "\(procRoot)/\(ns.pid)/ns/net"
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == EACCES || errno == EPERM { throw .system("cannot open", path: path, errno: errno) }
-            throw KPeerError(.notFound, "network namespace \(NetNamespace.label(ns.inode)) is gone")
-        }
-        defer { close(fd) }
-        guard Files.inode(fd: fd) == ns.inode else {
-            throw KPeerError(.notFound, "network namespace \(NetNamespace.label(ns.inode)) is gone (pid \(ns.pid) left it)")
+        let fd: Int32
+        var opened: Int32 = -1
+        defer { if opened >= 0 { close(opened) } }
+        if let file = ns.file {
+            fd = file.fd
+        } else {
+            let path = "\(procRoot)/\(ns.pid)/ns/net"
+            opened = open(path, O_RDONLY | O_CLOEXEC)
+            if opened < 0 {
+                if errno == EACCES || errno == EPERM { throw .system("cannot open", path: path, errno: errno) }
+                throw KPeerError(.notFound, "network namespace \(NetNamespace.label(ns.inode)) is gone")
+            }
+            fd = opened
+            guard Files.inode(fd: fd) == ns.inode else {
+                throw KPeerError(.notFound, "network namespace \(NetNamespace.label(ns.inode)) is gone (pid \(ns.pid) left it)")
+            }
         }
         var outcome: Result<T, KPeerError>? = nil
         try Parallel.onNewThread {
@@ -92,5 +112,20 @@ public enum NetNamespaces {
             }
         }
         return try outcome!.get()
+    }
+
+    /// The namespace of a unix socket that processes hold but no table
+    /// lists: its namespace has no process left in it (a child that made a
+    /// socketpair in `unshare -n` and passed it out before exiting). Found
+    /// as lsfd does, with SIOCGSKNS on a copy of a holder's descriptor.
+    public static func ofHeldSocket(_ inode: UInt64, owners: [Owner]) -> NetNamespace? {
+        for o in owners {
+            let fd = kp_socket_netns(o.pid, o.fd, inode)
+            guard fd >= 0 else { continue }
+            let file = NamespaceFile(fd: fd)
+            guard let ns = Files.inode(fd: fd) else { continue }
+            return NetNamespace(inode: ns, pid: o.pid, file: file)
+        }
+        return nil
     }
 }

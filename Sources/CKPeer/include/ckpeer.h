@@ -139,6 +139,9 @@ int kp_same_files(int pid, int tid);
 // on a copy taken with pidfd_getfd(2). 0, or -errno (-ESTALE: that fd is no
 // longer that socket; -ENOSYS: no pidfd_getfd).
 int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, uint32_t *gid);
+// The network namespace of the unix socket of `inode` that `pid` holds as
+// `fd` (SIOCGSKNS on a pidfd_getfd copy): a new descriptor, or -errno.
+int kp_socket_netns(int pid, int fd, uint64_t inode);
 
 // Struct layouts for the kernel-object reader (types.c): BTF through
 // libbpf, or a vmlinux's DWARF through libdw, behind one handle.
