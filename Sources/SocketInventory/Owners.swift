@@ -76,21 +76,12 @@ public enum OwnerScan {
     /// kernel time, and threads beyond the cores only queue.
     public static let maxThreads = 4
 
-    /// glibc raises its mmap threshold to the size of each large block
-    /// freed, so the big arrays of one phase (a whole /proc/net/unix, the
-    /// parsed entries) end up on the heap and stay resident after they are
-    /// freed, under the next phase's: ~12 MB more peak RSS at 100k sockets.
-    /// A fixed threshold (the default, 128 KiB) keeps them in mappings that
-    /// go back to the kernel on free. Set once, before the first of them.
-    static let fixedMmapThreshold: Bool = kp_fixed_mmap_threshold(128 << 10) == 1
-
     public static func scan(procRoot: String = "/proc") -> OwnerTable {
         scan(procRoot: procRoot, threads: defaultThreads())
     }
 
     /// The same with an explicit thread count (tests compare 1 and many).
     public static func scan(procRoot: String, threads: Int) -> OwnerTable {
-        _ = fixedMmapThreshold
         let procFD = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if procFD < 0 { return OwnerTable() }
         defer { close(procFD) }
@@ -445,55 +436,5 @@ final class ScanWork: @unchecked Sendable {
     static func add(_ owner: Owner, to list: inout [Owner], shared: inout Bool) {
         if !list.isEmpty { shared = true }
         list.append(owner)
-    }
-}
-
-/// Threads, started by hand: the scan's workers, and the short-lived
-/// threads that enter another network namespace.
-public enum Parallel {
-    final class Job: @unchecked Sendable {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
-    }
-
-    /// `body` on a new pthread, or nil (errno-style code in `rc`) when none
-    /// could be started.
-    static func start(_ body: @escaping () -> Void, rc: inout Int32) -> pthread_t? {
-        let job = Unmanaged.passRetained(Job(body)).toOpaque()
-        var t = pthread_t()
-        rc = pthread_create(&t, nil, { raw in
-            Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, job)
-        if rc != 0 {
-            Unmanaged<Job>.fromOpaque(job).release()
-            return nil
-        }
-        return t
-    }
-
-    /// Runs a body on `count` threads (the caller's is one of them) and waits.
-    public static func run(_ count: Int, _ body: @escaping (Int) -> Void) {
-        var threads: [pthread_t] = []
-        var rc: Int32 = 0
-        for slot in 1..<max(1, count) {
-            if let t = start({ body(slot) }, rc: &rc) {
-                threads.append(t)
-            } else {
-                body(slot)  // no thread: do its share here
-            }
-        }
-        body(0)
-        for t in threads { pthread_join(t, nil) }
-    }
-
-    /// Runs `body` on a fresh thread and waits for it: for changes that must
-    /// die with the thread (setns), never made on the caller's.
-    public static func onNewThread(_ body: @escaping () -> Void) throws(KPeerError) {
-        var rc: Int32 = 0
-        guard let t = start(body, rc: &rc) else {
-            throw KPeerError(.io, "cannot start a thread: \(String(cString: strerror(rc)))")
-        }
-        pthread_join(t, nil)
     }
 }
