@@ -4,13 +4,16 @@
 #   make test    set up, build, run every test (unit, live, CLI, the
 #                real-kernel VM test that proves the /proc/kcore path, churn,
 #                fuzz smoke, ASan/UBSan)
-#   make bench   kpeer against ss, lsof and a floor program (Docs/BENCHMARKS.md)
+#   make bench   kpeer against ss, lsof and a floor program
+#                (.cache/bench/BENCHMARKS.md; OUT=Docs/BENCHMARKS.md to refresh it)
 #   make fuzz    every fuzz target, 10^6 executions each (make fuzz-smoke: a few)
 #   make churn   kpeer under socket churn, paced from a measured run
 #   make sanitize  the unit tests under ASan/UBSan
 #   make vmtest  the VM test alone (KERNELS="6.1 6.12" by default)
 #   make static  one self-contained kpeer binary (.build-static/release/kpeer)
 #   make install PREFIX=/usr/local
+#   make deb     kpeer_VERSION_amd64.deb: the static kpeer, man page, completions
+#                (make debtest installs it in a debootstrap root and checks it)
 #   make clean   every build folder
 
 SHELL := /bin/bash
@@ -26,6 +29,9 @@ VM_STALL ?= 300
 # busybox and cpio.
 BUILD_PACKAGES := libelf-dev libdw-dev libbpf-dev zlib1g-dev liblzma-dev libbz2-dev gcc libc6-dev binutils dwarves iproute2 graphviz
 VM_PACKAGES := qemu-system-x86 busybox-static cpio python3 xz-utils zstd
+# The Debian package: lintian checks it, debootstrap makes the root the
+# package test installs it into (dpkg-deb and gzip are in every Debian).
+DEB_PACKAGES := lintian debootstrap
 
 STATIC_FLAGS := -c release --static-swift-stdlib -Xswiftc -static-executable \
 	-Xlinker -lelf -Xlinker -ldw -Xlinker -lbpf -Xlinker -lz -Xlinker -llzma -Xlinker -lbz2 \
@@ -67,7 +73,7 @@ vmtest: setup-vm static
 
 # Unit, live and CLI tests; the real-kernel VM test; churn, fuzz smoke and
 # the sanitizer run (Tests/Reliability/reliability.mk).
-test: unit-test vmtest reliability-test
+test: unit-test vmtest reliability-test debtest
 
 # Benchmarks (make bench) and reliability work (make fuzz, churn) live next to
 # their code.
@@ -109,4 +115,20 @@ install: $(if $(KPEER_BIN),,setup)
 	echo "installed kpeer, kpeer.1 and completions under $(DESTDIR)$(PREFIX)"
 
 clean:
-	rm -rf .build .build-static .build-rel .build-fuzz .build-asan .build-bench-static
+	rm -rf .build .build-static .build-rel .build-fuzz .build-asan .build-bench-static .cache/bench
+
+# make deb [KPEER_BIN=static-kpeer] [DEB_OUTDIR=.]: the Debian package, built by
+# scripts/deb.sh from the static binary (make static unless KPEER_BIN is
+# given); its version is what `kpeer --version` prints. make debtest builds it
+# and installs it into a fresh debootstrap root (Tests/Package/deb-test.sh).
+DEB_OUTDIR ?= .
+DEB_BIN = $(or $(KPEER_BIN),$(STATIC_BIN))
+
+.PHONY: deb debtest
+deb: setup $(if $(KPEER_BIN),,static)
+	@scripts/setup.sh $(DEB_PACKAGES)
+	@GENERATE_MANUAL="$(GENERATE_MANUAL)" SCRATCH="$(INSTALL_SCRATCH)" scripts/deb.sh "$(DEB_BIN)" "$(DEB_OUTDIR)"
+
+debtest: setup $(if $(KPEER_BIN),,static)
+	@scripts/setup.sh $(DEB_PACKAGES)
+	GENERATE_MANUAL="$(GENERATE_MANUAL)" SCRATCH="$(INSTALL_SCRATCH)" Tests/Package/deb-test.sh "$(DEB_BIN)"

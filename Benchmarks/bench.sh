@@ -2,8 +2,8 @@
 # make bench: kpeer against ss, lsof and a floor on crowds of unix sockets,
 # then the kcore method against the netlink method inside the VM.
 #
-#   1. builds kpeer: release, static, scratch path .build-bench-static (the
-#      form `make static` ships, and the one the VM runs);
+#   1. measures the static kpeer of `make static` (KPEER_BIN): the form that
+#      ships, and the one the VM runs;
 #   2. builds the helpers (Benchmarks/*.c): crowd (N processes holding S
 #      sockets, every peer in another process), floor (reads /proc/net/unix
 #      once and readlinks every /proc/*/fd/* once), measure (wall time and
@@ -14,14 +14,16 @@
 #      the right peer process;
 #   4. runs Tests/VM/run.sh with that kpeer (guest.d/bench.sh does the
 #      kcore/netlink timing in the guest) and reads its ratio from
-#      Tests/VM/out/console-*.log;
+#      console logs (VM_OUT, in the work directory);
 #   5. writes the medians, ratios and the targets met or not to $OUT.
 #
 # Env: SIZES ("2000 20000 100000"), RUNS (11; the machine is shared, and more
 # rounds make a steadier median), RUNS_LARGE (5, for 100k sockets and more,
 # where one round of lsof alone takes ~10 s), PROCS (40), OUT
-# (Docs/BENCHMARKS.md), VM (auto: when qemu is installed; 0: skip; 1: must),
-# KERNELS (for the VM; default: run.sh's), KPEER_BIN (skip the build, use this).
+# (.cache/bench/BENCHMARKS.md; the committed Docs/BENCHMARKS.md is written
+# only when asked: make bench OUT=Docs/BENCHMARKS.md), VM (auto: when qemu is
+# installed; 0: skip; 1: must), KERNELS (for the VM; default: run.sh's),
+# KPEER_BIN (the static kpeer to measure; make bench builds it with make static).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +33,8 @@ SIZES=${SIZES:-"2000 20000 100000"}
 RUNS=${RUNS:-11}
 RUNS_LARGE=${RUNS_LARGE:-5}
 PROCS=${PROCS:-40}
-OUT=${OUT:-Docs/BENCHMARKS.md}
+OUT=${OUT:-.cache/bench/BENCHMARKS.md}
+mkdir -p "$(dirname "$OUT")"
 VM=${VM:-auto}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -47,13 +50,8 @@ if [ ${#need[@]} -gt 0 ]; then
     scripts/setup.sh "${need[@]}"
 fi
 
-if [ -z "${KPEER_BIN:-}" ]; then
-    say "building kpeer (release, static, .build-bench-static)"
-    swift build -c release --static-swift-stdlib -Xswiftc -static-executable \
-        -Xlinker -lelf -Xlinker -ldw -Xlinker -lbpf -Xlinker -lz -Xlinker -llzma -Xlinker -lbz2 \
-        --scratch-path .build-bench-static --product kpeer >&2
-    KPEER_BIN=$root/.build-bench-static/release/kpeer
-fi
+# The binary is built by the Makefile (make static: the one link line).
+[ -n "${KPEER_BIN:-}" ] || die "KPEER_BIN is not set (run: make bench)"
 case $KPEER_BIN in /*) ;; *) KPEER_BIN=$root/$KPEER_BIN ;; esac
 [ -x "$KPEER_BIN" ] || die "no kpeer at $KPEER_BIN"
 
@@ -133,10 +131,10 @@ if [ "$VM" != 0 ]; then
         touch "$stamp"
         say "VM: Tests/VM/run.sh with $KPEER_BIN (guest.d/bench.sh times the methods)"
         set +e
-        KPEER_BIN=$KPEER_BIN ${KERNELS:+KERNELS="$KERNELS"} Tests/VM/run.sh > "$work/vm.log" 2>&1
+        VM_OUT=$work/vm-out KPEER_BIN=$KPEER_BIN ${KERNELS:+KERNELS="$KERNELS"} Tests/VM/run.sh > "$work/vm.log" 2>&1
         vm_status=$?
         set -e
-        vm_lines=$(find Tests/VM/out -name 'console-*.log' -newer "$stamp" 2> /dev/null | sort |
+        vm_lines=$(find "$work/vm-out" -name 'console-*.log' -newer "$stamp" 2> /dev/null | sort |
             while read -r f; do
                 k=${f##*/console-}
                 k=${k%.log}
@@ -146,7 +144,7 @@ if [ "$VM" != 0 ]; then
             vm_line=$vm_lines
             vm_note="run.sh: $(tail -n1 "$work/vm.log")"
         else
-            vm_note="no bench-vm line in Tests/VM/out/console-*.log (run.sh status $vm_status: $(tail -n1 "$work/vm.log"))"
+            vm_note="no bench-vm line in the VM console logs (run.sh status $vm_status: $(tail -n1 "$work/vm.log"))"
         fi
         [ "$vm_status" = 0 ] || say "VM test status $vm_status: $(tail -n3 "$work/vm.log" | tr '\n' ' ')"
     elif [ "$VM" = 1 ]; then
