@@ -57,12 +57,23 @@ struct SockDiagTests {
         #expect(kindOf { _ = try SockDiag.parse(eopnotsupp[...], into: &entries) } == .unavailable)
     }
 
-    @Test func truncatedMessagesAreErrorsNotCrashes() {
+    @Test func truncatedMessagesAreErrorsNotCrashes() throws {
         let good = Self.diag(inode: 5, type: 1, state: 1, attrs: [Self.attr(Int32(UNIX_DIAG_PEER), Self.le32(6))])
+        // Every prefix of a message: an error, or nothing that is not in
+        // the bytes (no entry past a cut header, no peer from a cut attribute).
         for cut in 1..<good.count {
             var entries: [DiagEntry] = []
-            _ = try? SockDiag.parse(good[0..<cut], into: &entries)
+            do {
+                let done = try SockDiag.parse(good[0..<cut], into: &entries)
+                #expect(!done, "cut \(cut)")
+                #expect(entries.allSatisfy { $0.inode == 5 && $0.peer == nil }, "cut \(cut): \(entries)")
+            } catch {
+                #expect(error.kind == .io || error.kind == .unavailable, "cut \(cut): \(error)")
+            }
         }
+        var whole: [DiagEntry] = []
+        _ = try SockDiag.parse(good[...], into: &whole)
+        #expect(whole.map(\.peer) == [6])
         // An attribute claiming more than the message holds is ignored.
         var bad = Self.diag(inode: 5, type: 1, state: 1, attrs: [])
         bad += Self.le16(200) + Self.le16(UInt16(UNIX_DIAG_PEER)) + Self.le32(6)
