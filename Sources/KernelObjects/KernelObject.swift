@@ -66,6 +66,15 @@ public struct KernelObject {
         return try readInteger(at: address &+ UInt64(m.offset), size: m.size)
     }
 
+    /// An integer member already looked up (a caller reading the same
+    /// members of many objects resolves them once).
+    public func unsigned(_ m: KernelTypes.Member) throws(KPeerError) -> UInt64 {
+        guard m.kind == .integer || m.kind == .enumeration || m.kind == .pointer, [1, 2, 4, 8].contains(m.size) else {
+            throw KPeerError(.unavailable, "a member of \(type) is not an integer on this kernel")
+        }
+        return try readInteger(at: address &+ UInt64(m.offset), size: m.size)
+    }
+
     /// The 8 bytes at `offset` into the object (two adjacent members read at once).
     public func unsigned64(at offset: Int) throws(KPeerError) -> UInt64 {
         try readInteger(at: address &+ UInt64(offset), size: 8)

@@ -78,15 +78,45 @@ final class FactReader {
     /// out here and reported by the feature that needs them).
     private let span: Int
 
+    /// The unix_sock members read for every socket, looked up once: nil
+    /// where this kernel lacks one (the feature that needs it says so).
+    private struct Layout {
+        var dentry, peerPid, peerCred, maxBacklog, wmem, queueLength: KernelTypes.Member?
+    }
+    private let layout: Layout
+    private var missing: [String: String] = [:]
+
     init(reader: ObjectReader, pidLevel: Int) {
         self.reader = reader
         self.pidLevel = pidLevel
+        var missing: [String: String] = [:]
+        func member(_ path: String, for feature: String) -> KernelTypes.Member? {
+            do {
+                let m = try reader.types.member("unix_sock", path)
+                return m.offset + m.size < 4096 ? m : nil
+            } catch {
+                if missing[feature] == nil { missing[feature] = error.problem }
+                return nil
+            }
+        }
+        layout = Layout(dentry: member("path.dentry", for: "bound_file"),
+                        peerPid: member("sk.sk_peer_pid", for: "connector"),
+                        peerCred: member("sk.sk_peer_cred", for: "connector"),
+                        maxBacklog: member("sk.sk_max_ack_backlog", for: "backlog"),
+                        wmem: member("sk.sk_wmem_alloc.refs.counter", for: "send_queue"),
+                        queueLength: member("sk.sk_receive_queue.qlen", for: "receive_queue"))
+        self.missing = missing
         var end = 8
-        for path in ["path.dentry", "sk.sk_peer_pid", "sk.sk_peer_cred", "sk.sk_max_ack_backlog",
-                     "sk.sk_wmem_alloc.refs.counter", "sk.sk_receive_queue"] {
-            if let m = try? reader.types.member("unix_sock", path), m.offset + m.size < 4096 { end = max(end, m.offset + m.size) }
+        for m in [layout.dentry, layout.peerPid, layout.peerCred, layout.maxBacklog, layout.wmem, layout.queueLength] {
+            if let m { end = max(end, m.offset + m.size) }
         }
         span = end
+    }
+
+    /// A member of the layout, or `.unavailable` naming why this kernel has none.
+    private func need(_ m: KernelTypes.Member?, _ feature: String) throws(KPeerError) -> KernelTypes.Member {
+        if let m { return m }
+        throw KPeerError(.unavailable, missing[feature] ?? "\(feature) is not readable on this kernel")
     }
 
     /// Connections made by one process share its struct pid and struct
@@ -126,16 +156,18 @@ final class FactReader {
         var f = SocketFacts()
         if let path = e.path, !path.isAbstract {
             f.boundFile = attempt("bound_file") { () throws(KPeerError) -> BoundFile? in
-                guard let dentry = try us.pointer("path.dentry"), let inode = try dentry.pointer("d_inode"),
-                      let sb = try dentry.pointer("d_sb") else { return nil }
+                let at = try us.unsigned(try need(layout.dentry, "bound_file"))
+                guard at != 0 else { return nil }
+                let dentry = try reader.object(at: at, type: "dentry")
+                guard let inode = try dentry.pointer("d_inode"), let sb = try dentry.pointer("d_sb") else { return nil }
                 return BoundFile(diagInode: try inode.unsigned("i_ino"), diagDevice: try sb.unsigned("s_dev"))
             }
         }
         if e.state == .connected && e.inode != 0 {
             f.connector = attempt("connector") { () throws(KPeerError) -> SocketFacts.Connector? in
-                let credAt = try us.word("sk.sk_peer_cred")
+                let credAt = try us.unsigned(try need(layout.peerCred, "connector"))
                 guard credAt != 0 else { return nil }
-                let pidAt = try us.word("sk.sk_peer_pid")
+                let pidAt = try us.unsigned(try need(layout.peerPid, "connector"))
                 var pid: Int32?
                 if pidAt != 0 {
                     if let known = pidNumbers[pidAt] {
@@ -173,17 +205,21 @@ final class FactReader {
                 // A unix listener queues its embryos' skbs on its own
                 // receive queue (unix_recvq_full compares that with
                 // sk_max_ack_backlog); sk_ack_backlog is TCP's.
-                SocketFacts.Backlog(pending: Int(try us.embedded("sk.sk_receive_queue").unsigned("qlen")),
-                                    max: Int(try us.unsigned("sk.sk_max_ack_backlog")))
+                SocketFacts.Backlog(pending: Int(try us.unsigned(try need(layout.queueLength, "backlog"))),
+                                    max: Int(try us.unsigned(try need(layout.maxBacklog, "backlog"))))
             }
             return f
         }
         f.sendBytes = attempt("send_queue") { () throws(KPeerError) -> Int? in
-            let w = try us.signed("sk.sk_wmem_alloc.refs.counter")
+            let m = try need(layout.wmem, "send_queue")
+            let raw = try us.unsigned(m)  // atomic_t / refcount_t: an int
+            let w = m.size == 4 ? Int64(Int32(truncatingIfNeeded: raw)) : Int64(bitPattern: raw)
             return w > 0 ? Int(w - 1) : 0
         }
         let walked = attempt("receive_queue") { () throws(KPeerError) -> ([KernelObject], Bool)? in
-            try us.skbQueue("sk.sk_receive_queue")
+            // Most queues are empty: their length, from the same read, settles it.
+            if try us.unsigned(try need(layout.queueLength, "receive_queue")) == 0 { return ([], false) }
+            return try us.skbQueue("sk.sk_receive_queue")
         }
         guard let (skbs, torn) = walked else { return f }
         var bytes = 0
