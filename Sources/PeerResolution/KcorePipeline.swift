@@ -71,7 +71,9 @@ struct KcorePipeline {
     /// scanned only once memory is read (stage 6): the tables need only the
     /// namespaces.
     func table(_ memory: KernelMemory, calibrating: Bool) throws(KPeerError) -> Table {
-        let pair = calibrating ? try Calibration.Pair() : nil
+        // The pair also anchors connector pids (PidAnchor): its sk_peer_pid
+        // is kpeer's own struct pid.
+        let pair = calibrating || wantsFacts ? try Calibration.Pair() : nil
         let namespaces = Trace.phase("namespaces") {
             Resolver.merged(NetNamespaces.all(procRoot: options.procRoot), options.extraNamespaces)
         }
@@ -162,10 +164,11 @@ struct KcorePipeline {
     /// meanwhile, its struct maybe reused, gives no link. An offset
     /// remembered for this build that fails now is forgotten and read again.
     func peers(_ offset: MemberOffset, _ memory: KernelMemory, _ rows: Rows, namespaces: [NetNamespace],
-               buildID: [UInt8]?) throws(KPeerError) -> Peers {
+               buildID: [UInt8]?, pair: Calibration.Pair? = nil) throws(KPeerError) -> Peers {
         var factReader: FactReader?
         if wantsFacts, let reader = rows.reader, !rows.layoutContradicted {
-            factReader = FactReader(reader: reader, pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot))
+            factReader = FactReader(reader: reader, pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot),
+                                    anchor: pair.flatMap { anchor($0, rows.entries, reader) })
         }
         var offset = offset
         var found: Peers
@@ -186,10 +189,20 @@ struct KcorePipeline {
         return found
     }
 
+    /// kpeer's own place among pid namespaces, from the struct pid its
+    /// pair recorded; nil when it cannot be read (the /proc level is used).
+    private func anchor(_ pair: Calibration.Pair, _ entries: [UnixSocketEntry], _ reader: ObjectReader) -> PidAnchor? {
+        guard let (a, _) = try? Calibration.addresses(of: pair, in: entries),
+              let us = try? reader.object(at: a, type: "unix_sock"),
+              let pidAt = try? us.unsigned("sk.sk_peer_pid"), pidAt != 0 else { return nil }
+        return try? PidAnchor.read(pidAt: pidAt, reader: reader)
+    }
+
     /// One pass of KcoreResolver over the rows with `offset`.
     private func pointers(_ offset: MemberOffset, _ memory: KernelMemory, _ entries: [UnixSocketEntry],
                           _ namespaces: [NetNamespace], _ factReader: FactReader?) throws(KPeerError) -> Peers {
         let procRoot = options.procRoot
+        let identities = options.identities
         let scanned = Scanned()
         var resolver = KcoreResolver(memory: memory, offset: offset) { () throws(KPeerError) -> [UnixSocketEntry] in
             try Trace.phase("tables again") { () throws(KPeerError) in
@@ -220,13 +233,13 @@ struct KcorePipeline {
             }
         }
         resolver.liveOwners = {
-            let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot) }
+            let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) }
             scanned.owners = owners
             return owners
         }
         let (links, check) = try Trace.phase("peer pointers") { () throws(KPeerError) in try resolver.links(entries) }
         return Peers(offset: offset, links: links, check: check,
-                     owners: scanned.owners ?? OwnerScan.scan(procRoot: procRoot),
+                     owners: scanned.owners ?? OwnerScan.scan(procRoot: procRoot, identities: identities),
                      factReader: factReader, facts: scanned.facts)
     }
 

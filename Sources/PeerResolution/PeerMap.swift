@@ -80,6 +80,10 @@ public struct PeerMap: Sendable {
     public let linkedToAmbiguous: [UInt64: UInt64]
     /// Why an empty owner list may not mean "held by no process" (OwnerTable.gaps).
     public var ownerGaps: String? { ownerTable.gaps }
+    /// pid → who the process is, when the scan was asked (ResolverOptions.identities).
+    public var identities: [Int32: ProcessIdentity] { ownerTable.identities }
+    /// io_uring rings holding unix sockets this kernel does not name (before 6.14).
+    public var ringGaps: String? { ownerTable.ringGaps }
     /// What kernel memory told beyond the peer (kcore, when asked for):
     /// by inode, for sockets proved stable; nil when not read.
     public var facts: [UInt64: SocketFacts]? {
@@ -207,6 +211,10 @@ public struct PeerMap: Sendable {
                     throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process: it is in flight in an SCM_RIGHTS message queued on socket \(r), held by \(describe(self.owners(of: r)))",
                                      fix: "that process has not received it yet")
                 }
+                if let rings = ownerTable.ringGaps {
+                    throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process kpeer can see; \(rings)",
+                                     fix: "one of those rings may hold it; Linux 6.14 and later say which")
+                }
                 // An owner scan that could not see everything proves nothing
                 // by finding nobody.
                 if let gaps = ownerGaps {
@@ -236,6 +244,11 @@ public struct PeerMap: Sendable {
         case .listening:
             throw KPeerError(.noPeer, "\(inode) is a listening socket with \(s.pending.count) pending client(s); it has no peer",
                              fix: "its accepted connections are separate sockets: see kpeer --all")
+        case .connected where s.entry.type == .stream || s.entry.type == .seqpacket:
+            // socket->state stays SS_CONNECTED after the other end closes
+            // (ss: ESTAB, peer 0); only its holder's close ends it.
+            throw KPeerError(.noPeer, "\(inode) was connected, but its peer has closed",
+                             fix: "the process holding it has not closed its end yet")
         default:
             if !s.senders.isEmpty {
                 let list = s.senders.map { "\($0) (\(describe(self.owners(of: $0))))" }.joined(separator: ", ")

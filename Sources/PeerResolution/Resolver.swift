@@ -33,6 +33,9 @@ public struct ResolverOptions: Sendable {
     /// Network namespaces to read besides those of processes (ones no
     /// process is in, found through a socket: NetNamespaces.ofHeldSocket).
     public var extraNamespaces: [NetNamespace] = []
+    /// Describe each process holding a socket (pid namespaces, cgroup):
+    /// for JSON, -e, dot, -v, --unit and --container.
+    public var identities = false
 
     public init() {}
 
@@ -119,7 +122,7 @@ public enum Resolver {
     /// namespace and no bound files wanted, this is the plain netlink
     /// resolver.
     static func resolveNetlink(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
-        let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot) }
+        let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot, identities: options.identities) }
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
         let others = merged(owners.namespaces, options.extraNamespaces).filter { $0.inode != own }
         if others.isEmpty && !boundFiles {
@@ -215,7 +218,7 @@ public enum Resolver {
         let table = try run.table(memory, calibrating: symbols.offset == nil)
         let rows = run.rows(table.rows, memory, symbols)
         let offset = try run.peerOffset(symbols.offset, memory, rows.entries, pair: table.pair)
-        let peers = try run.peers(offset, memory, rows, namespaces: table.namespaces, buildID: symbols.buildID)
+        let peers = try run.peers(offset, memory, rows, namespaces: table.namespaces, buildID: symbols.buildID, pair: table.pair)
         return run.map(peers, rows, excluding: table.pair)
     }
 

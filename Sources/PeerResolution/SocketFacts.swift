@@ -86,9 +86,14 @@ final class FactReader {
     private let layout: Layout
     private var missing: [String: String] = [:]
 
-    init(reader: ObjectReader, pidLevel: Int) {
+    /// kpeer's pid namespace as memory says (PidAnchor): connector pids are
+    /// translated to it; nil: by `pidLevel` alone.
+    let anchor: PidAnchor?
+
+    init(reader: ObjectReader, pidLevel: Int, anchor: PidAnchor? = nil) {
         self.reader = reader
         self.pidLevel = pidLevel
+        self.anchor = anchor
         var missing: [String: String] = [:]
         func member(_ path: String, for feature: String) -> KernelTypes.Member? {
             do {
@@ -173,10 +178,14 @@ final class FactReader {
                     if let known = pidNumbers[pidAt] {
                         pid = known
                     } else {
-                        let p = try reader.object(at: pidAt, type: "pid")
-                        let level = Int(try p.unsigned("level"))
-                        if level >= pidLevel && level < 64 {
-                            pid = Int32(truncatingIfNeeded: try p.element("numbers", pidLevel, limit: level + 1).signed("nr"))
+                        if let anchor {
+                            pid = try anchor.translate(pidAt: pidAt, reader: reader)
+                        } else {
+                            let p = try reader.object(at: pidAt, type: "pid")
+                            let level = Int(try p.unsigned("level"))
+                            if level >= pidLevel && level < 64 {
+                                pid = Int32(truncatingIfNeeded: try p.element("numbers", pidLevel, limit: level + 1).signed("nr"))
+                            }
                         }
                         pidNumbers[pidAt] = pid
                     }

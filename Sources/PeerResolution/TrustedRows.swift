@@ -16,13 +16,17 @@ enum TrustedRows {
     static func vouched(_ entries: [UnixSocketEntry], known: Set<UInt64>,
                         details: () -> [UInt64: DiagEntry]? = { nil }) -> [UnixSocketEntry] {
         let listed = entries.filter { $0.inode == 0 || known.contains($0.inode) }
-        guard hasTwins(listed) else { return listed }
+        let twins = twinKeys(listed)
+        guard !twins.isEmpty else { return listed }
         guard let diag = details() else { return unique(listed) }
         var kept: [UnixSocketEntry] = []
         var seen = Set<Key>()
         for e in listed {
-            if e.inode == 0 { kept.append(e); continue }
-            guard let d = diag[e.inode], agrees(e, d), seen.insert(Key(netns: e.netns, inode: e.inode)).inserted else { continue }
+            // Only a twinned inode is put to sock_diag's record: a row of its
+            // own stays whatever its name (a name with a newline prints cut).
+            let key = Key(netns: e.netns, inode: e.inode)
+            if e.inode == 0 || !twins.contains(key) { kept.append(e); continue }
+            guard let d = diag[e.inode], agrees(e, d), seen.insert(key).inserted else { continue }
             kept.append(e)
         }
         return kept
@@ -37,13 +41,16 @@ enum TrustedRows {
         return UInt16(d.rawType) == e.rawType && (d.rawState == 10) == e.isListening && printed(d.name) == printed(e.path)
     }
 
-    static func hasTwins(_ entries: [UnixSocketEntry]) -> Bool {
+    /// The (namespace, inode) keys listed more than once.
+    static func twinKeys(_ entries: [UnixSocketEntry]) -> Set<Key> {
         var seen = Set<Key>()
         seen.reserveCapacity(entries.count)
+        var twins = Set<Key>()
         for e in entries where e.inode != 0 {
-            if !seen.insert(Key(netns: e.netns, inode: e.inode)).inserted { return true }
+            let key = Key(netns: e.netns, inode: e.inode)
+            if !seen.insert(key).inserted { twins.insert(key) }
         }
-        return false
+        return twins
     }
 
     /// Kcore: the address lies in kernel memory. Real rows carry real

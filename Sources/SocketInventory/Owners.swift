@@ -3,16 +3,33 @@ import Glibc
 import KPeerSystem
 import Synchronization
 
-/// A process holding a socket through one of its file descriptors.
+/// How a process holds a socket.
+public enum HoldKind: Hashable, Sendable {
+    /// A descriptor of the process's table (/proc/PID/fd).
+    case fd
+    /// A descriptor of one thread's own table: the thread unshared its
+    /// table (unshare(CLONE_FILES)), so only /proc/PID/task/TID/fd lists it.
+    case thread(Int32)
+    /// A fixed file of an io_uring ring (IORING_REGISTER_FILES) at this
+    /// slot, its descriptor closed; the owner's `fd` is the ring's.
+    case ioUring(slot: Int32)
+}
+
+/// A process holding a socket: through one of its file descriptors, one
+/// of a thread's own, or an io_uring ring's registered files.
 public struct Owner: Hashable, Sendable, Comparable {
-    // pid and fd side by side: 24 bytes a stride instead of 32.
+    // pid and fd side by side (24 bytes with the name); `via` makes the
+    // stride 32.
     public var pid: Int32
     public var fd: Int32
     /// /proc/PID/comm: the kernel's 15-byte command name.
     public var name: String
+    /// How the socket is held: `fd` is a descriptor in which table, or the
+    /// ring it is registered with.
+    public var via: HoldKind
 
-    public init(pid: Int32, name: String, fd: Int32) {
-        self.pid = pid; self.name = name; self.fd = fd
+    public init(pid: Int32, name: String, fd: Int32, via: HoldKind = .fd) {
+        self.pid = pid; self.name = name; self.fd = fd; self.via = via
     }
 
     public static func < (a: Owner, b: Owner) -> Bool { (a.pid, a.fd) < (b.pid, b.fd) }
@@ -40,6 +57,15 @@ public struct OwnerTable: Sendable {
     /// kpeer runs in a pid namespace other than the initial one: /proc
     /// shows only that namespace's processes.
     public var partialPidView = false
+    /// pid → who the process is (pid namespaces, cgroup), for the
+    /// processes holding sockets; filled only when the scan is asked to
+    /// (`identities: true`).
+    public var identities: [Int32: ProcessIdentity] = [:]
+    /// pid → how many unix sockets its io_uring rings hold as fixed files
+    /// that the kernel does not name: before Linux 6.14 a ring's fdinfo
+    /// prints a registered file's dentry name, which for a socket is only
+    /// its protocol ("UNIX-STREAM"), not its inode.
+    public var unnamedRingSockets: [Int32: Int] = [:]
 
     public init() {}
 
@@ -55,6 +81,14 @@ public struct OwnerTable: Sendable {
         }
         if partialPidView { parts.append("kpeer runs in a pid namespace that shows only some processes") }
         return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
+
+    /// Processes whose io_uring rings hold unix sockets this kernel does
+    /// not name, or nil: any of them may hold a socket that seems unheld.
+    public var ringGaps: String? {
+        guard !unnamedRingSockets.isEmpty else { return nil }
+        let list = unnamedRingSockets.sorted { $0.key < $1.key }.prefix(5).map { "\($0.value) in pid \($0.key)" }
+        return "io_uring rings hold unix sockets this kernel does not name (\(list.joined(separator: ", "))\(unnamedRingSockets.count > 5 ? ", …" : ""); Linux 6.14 and later name them)"
     }
 
     /// The network namespaces of the processes holding sockets, each with
@@ -76,17 +110,22 @@ public enum OwnerScan {
     /// kernel time, and threads beyond the cores only queue.
     public static let maxThreads = 4
 
-    public static func scan(procRoot: String = "/proc") -> OwnerTable {
-        scan(procRoot: procRoot, threads: defaultThreads())
+    /// With `identities`, each process holding a socket is also described
+    /// (ProcessIdentity: NSpid, pid namespace, cgroup): three more reads per
+    /// such process, so only when the output shows them. With `rings`, the
+    /// fixed files of io_uring rings are read (a comparison per descriptor
+    /// that is not a socket, and an fdinfo read per ring).
+    public static func scan(procRoot: String = "/proc", identities: Bool = false, rings: Bool = true) -> OwnerTable {
+        scan(procRoot: procRoot, threads: defaultThreads(), identities: identities, rings: rings)
     }
 
     /// The same with an explicit thread count (tests compare 1 and many).
-    public static func scan(procRoot: String, threads: Int) -> OwnerTable {
+    public static func scan(procRoot: String, threads: Int, identities: Bool = false, rings: Bool = true) -> OwnerTable {
         let procFD = open(procRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if procFD < 0 { return OwnerTable() }
         defer { close(procFD) }
         let pids = listPids(procFD)
-        let work = ScanWork(procRoot: procRoot, procFD: procFD, pids: pids)
+        let work = ScanWork(procRoot: procRoot, procFD: procFD, pids: pids, identities: identities, rings: rings)
         let n = max(1, min(threads, OwnerScan.maxThreads, pids.count / 8 + 1))
         Parallel.run(n) { work.run(slot: $0) }
         var table = work.table()
@@ -127,6 +166,15 @@ public enum OwnerScan {
             if let pid = numericName(ent) { pids.append(pid) }
         }
         return pids
+    }
+
+    /// `anon_inode:[io_uring]`, the link of a ring's descriptor.
+    @inline(__always)
+    static func isRing(_ link: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        // "anon_ino" and "[io_urin", as little-endian words, then "g]".
+        n == 21 && UnsafeRawPointer(link).loadUnaligned(as: UInt64.self) == 0x6f6e_695f_6e6f_6e61
+            && UnsafeRawPointer(link + 11).loadUnaligned(as: UInt64.self) == 0x6e69_7275_5f6f_695b
+            && link[19] == 0x67 && link[20] == 0x5D
     }
 
     /// `socket:[12345]` → 12345: the link's bytes, `n` of them.
@@ -171,20 +219,31 @@ final class ScanWork: @unchecked Sendable {
         var procs: [(pid: Int32, name: String, netns: UInt64?)] = []
         /// Processes whose descriptors may not be read.
         var unreadable: [Int32] = []
+        /// The few triples not held through the process's own table: their
+        /// index in `inodes` and how they are held, in index order.
+        var vias: [(at: Int, via: HoldKind)] = []
+        var identities: [(pid: Int32, identity: ProcessIdentity)] = []
+        var unnamedRingSockets: [(pid: Int32, count: Int)] = []
     }
 
     let procRoot: String
     let procFD: Int32
     let pids: [Int32]
+    /// Describe each process holding a socket (ProcessIdentity).
+    let identities: Bool
+    /// Read the fixed files of io_uring rings.
+    let rings: Bool
     let next = Atomic<Int>(0)
     /// One slot per thread, each written by its own thread only (raw
     /// memory, so that no Array uniqueness check is shared between them).
     let found: UnsafeMutableBufferPointer<Found>
 
-    init(procRoot: String, procFD: Int32, pids: [Int32]) {
+    init(procRoot: String, procFD: Int32, pids: [Int32], identities: Bool = false, rings: Bool = true) {
         self.procRoot = procRoot
         self.procFD = procFD
         self.pids = pids
+        self.identities = identities
+        self.rings = rings
         found = .allocate(capacity: OwnerScan.maxThreads)
         found.initialize(repeating: Found())
     }
@@ -263,7 +322,8 @@ final class ScanWork: @unchecked Sendable {
         defer { close(pidFD) }
         let first = mine.inodes.count
         var seen = Set<UInt64>()
-        if !scanFdDir(pid, pidFD, "fd", into: &mine, link: link, seen: &seen, dedupe: false) {
+        var ringFDs: [(tid: Int32, fd: Int32)] = []
+        if !scanFdDir(pid, pidFD, "fd", into: &mine, link: link, seen: &seen, dedupe: false, via: .fd, tid: 0, rings: &ringFDs) {
             mine.unreadable.append(pid)
             return
         }
@@ -279,15 +339,58 @@ final class ScanWork: @unchecked Sendable {
         // is their own (or where kcmp cannot tell).
         if threadCount(pidFD) > 1 {
             seen = Set(mine.inodes[first...])
+            // A thread-group leader that exited (pthread_exit) has no table:
+            // then the first other task's table is the process's, and only
+            // a task with yet another table holds sockets as a thread.
+            var leaderGone: Bool?
+            var standIn: Int32?
             // A task that shares the main thread's table (most do) has
             // nothing new: kcmp(KCMP_FILES) says so in one syscall.
             for tid in tasks(pidFD) where tid != pid && kp_same_files(pid, tid) != 1 {
+                var via = HoldKind.thread(tid)
+                if leaderGone == nil { leaderGone = Self.isExited(pidFD) }
+                if leaderGone == true {
+                    if let s = standIn {
+                        if kp_same_files(s, tid) == 1 { continue }
+                    } else {
+                        standIn = tid
+                        via = .fd
+                    }
+                }
                 Self.setTaskPath(&path, tid)
                 _ = path.withUnsafeBufferPointer { p in
-                    scanFdDir(pid, pidFD, p.baseAddress!, into: &mine, link: link, seen: &seen, dedupe: true)
+                    scanFdDir(pid, pidFD, p.baseAddress!, into: &mine, link: link, seen: &seen, dedupe: true,
+                              via: via, tid: tid, rings: &ringFDs)
                 }
             }
         }
+        if !ringFDs.isEmpty { scanRings(pid, pidFD, ringFDs, first: first, into: &mine) }
+    }
+
+    /// Is this process's main thread a zombie (/proc/PID/stat's state after
+    /// the last `)`: the name before it is the process's own choice)?
+    static func isExited(_ pidFD: Int32) -> Bool {
+        guard let stat = ProcessIdentity.contents(pidFD, "stat"), let close = stat.lastIndex(of: 0x29),
+              close + 2 < stat.count else { return false }
+        return stat[close + 2] == UInt8(ascii: "Z") || stat[close + 2] == UInt8(ascii: "X")
+    }
+
+    /// The sockets the process's io_uring rings hold as fixed files that it
+    /// does not also hold through a descriptor, recorded with `.ioUring`.
+    func scanRings(_ pid: Int32, _ pidFD: Int32, _ ringFDs: [(tid: Int32, fd: Int32)], first: Int, into mine: inout Found) {
+        var held = Set(mine.inodes[first...])
+        var unnamed = 0
+        for r in ringFDs {
+            let name = r.tid == 0 ? "fdinfo/\(r.fd)" : "task/\(r.tid)/fdinfo/\(r.fd)"
+            guard let info = ProcessIdentity.contents(pidFD, name) else { continue }
+            let files = RingFiles.parse(info)
+            unnamed += files.unnamedUnix
+            for (slot, inode) in files.sockets where held.insert(inode).inserted {
+                mine.vias.append((mine.inodes.count, .ioUring(slot: slot)))
+                record(inode, pid, r.fd, pidFD, into: &mine)
+            }
+        }
+        if unnamed > 0 { mine.unnamedRingSockets.append((pid, unnamed)) }
     }
 
     /// Threads of the process: /proc/PID/task's link count is 2 plus one
@@ -319,9 +422,13 @@ final class ScanWork: @unchecked Sendable {
     /// and each new one is added. False when the directory is there but
     /// may not be read (another user's process seen from a user namespace,
     /// say): what it holds is unknown, which is not "nothing".
+    /// Sockets are recorded as held `via` (a thread's own table or the
+    /// process's); with `rings` on, io_uring descriptors are collected into
+    /// `rings` for scanRings, with `tid` (0: the process's `fd` directory).
     @discardableResult
     func scanFdDir(_ pid: Int32, _ pidFD: Int32, _ dir: UnsafePointer<CChar>, into mine: inout Found,
-                   link: UnsafeMutablePointer<UInt8>, seen: inout Set<UInt64>, dedupe: Bool) -> Bool {
+                   link: UnsafeMutablePointer<UInt8>, seen: inout Set<UInt64>, dedupe: Bool,
+                   via: HoldKind, tid: Int32, rings ringFDs: inout [(tid: Int32, fd: Int32)]) -> Bool {
         let fdDirFD = openat(pidFD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fdDirFD < 0 { return !(errno == EACCES || errno == EPERM) }
         guard let fdDir = fdopendir(fdDirFD) else {
@@ -329,6 +436,7 @@ final class ScanWork: @unchecked Sendable {
             return true
         }
         defer { closedir(fdDir) }
+        let notOwnTable = via != .fd
         while let fent = readdir(fdDir) {
             // Descriptor links of sockets are DT_LNK like every other; the
             // name is the number.
@@ -341,22 +449,32 @@ final class ScanWork: @unchecked Sendable {
             // The directory may be listed (its owner's uid matches) while
             // each link is refused (no ptrace access: a user namespace).
             if n < 0 && (errno == EACCES || errno == EPERM) { return false }
-            guard n > 9, let inode = OwnerScan.socketInode(link, n) else { continue }
-            if dedupe, !seen.insert(inode).inserted { continue }
-            // A process's triples are contiguous and its entry in `procs`
-            // comes with the first of them.
-            if mine.procs.last?.pid != pid {
-                // A main thread that exited shows no namespace (nil): such
-                // a pid cannot stand for its namespace (/proc/PID/net/unix
-                // and ns/net are gone with the main thread), so it is not
-                // offered as one.
-                mine.procs.append((pid, Self.processName(pidFD), Self.netns(pidFD)))
+            guard n > 9, let inode = OwnerScan.socketInode(link, n) else {
+                if rings && OwnerScan.isRing(link, n) { ringFDs.append((tid, fd)) }
+                continue
             }
-            mine.inodes.append(inode)
-            mine.pids.append(pid)
-            mine.fds.append(fd)
+            if dedupe, !seen.insert(inode).inserted { continue }
+            if notOwnTable { mine.vias.append((mine.inodes.count, via)) }
+            record(inode, pid, fd, pidFD, into: &mine)
         }
         return true
+    }
+
+    /// One (inode, pid, fd) triple. A process's triples are contiguous and
+    /// its entry in `procs` comes with the first of them.
+    @inline(__always)
+    func record(_ inode: UInt64, _ pid: Int32, _ fd: Int32, _ pidFD: Int32, into mine: inout Found) {
+        if mine.procs.last?.pid != pid {
+            // A main thread that exited shows no namespace (nil): such a
+            // pid cannot stand for its namespace (/proc/PID/net/unix and
+            // ns/net are gone with the main thread), so it is not offered
+            // as one.
+            mine.procs.append((pid, Self.processName(pidFD), Self.netns(pidFD)))
+            if identities { mine.identities.append((pid, ProcessIdentity.read(pidFD: pidFD))) }
+        }
+        mine.inodes.append(inode)
+        mine.pids.append(pid)
+        mine.fds.append(fd)
     }
 
     /// /proc/PID/comm without its newline, "?" when it cannot be read.
@@ -408,10 +526,13 @@ final class ScanWork: @unchecked Sendable {
         table.unreadable = found.flatMap(\.unreadable).sorted()
         var shared = false
         for f in found {
+            for (pid, id) in f.identities { table.identities[pid] = id }
+            for (pid, n) in f.unnamedRingSockets { table.unnamedRingSockets[pid] = n }
             // A thread's triples come process by process, in the order of
             // its `procs`: the name is found by walking both together.
             var p = -1
             var name = "?"
+            var v = 0
             for k in f.inodes.indices {
                 let pid = f.pids[k]
                 if p < 0 || f.procs[p].pid != pid {
@@ -419,7 +540,11 @@ final class ScanWork: @unchecked Sendable {
                     name = f.procs[p].name
                     if let ns = f.procs[p].netns { table.netnsByPid[pid] = ns }
                 }
-                let owner = Owner(pid: pid, name: name, fd: f.fds[k])
+                var owner = Owner(pid: pid, name: name, fd: f.fds[k])
+                if v < f.vias.count && f.vias[v].at == k {
+                    owner.via = f.vias[v].via
+                    v += 1
+                }
                 Self.add(owner, to: &table.byInode[f.inodes[k], default: []], shared: &shared)
             }
         }

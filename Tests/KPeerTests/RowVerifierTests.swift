@@ -168,4 +168,17 @@ struct VouchedRowTests {
         #expect(TrustedRows.vouched([real, other], known: [500, 600]) { asked = true; return details } == [real, other])
         #expect(!asked)
     }
+
+    /// A twin anywhere in the table must not cost other sockets their rows:
+    /// a socket bound to a name with a newline prints only the name's first
+    /// line, which disagrees with sock_diag's full name, yet its inode is
+    /// listed once and its row stays.
+    @Test func onlyTwinnedInodesAreCheckedByName() {
+        let real = Self.row(500, path: "/run/svc.sock")
+        let twin = Self.row(500, path: "/run/evil.sock")
+        let cut = Self.row(700, path: "/tmp/f")
+        let details: [UInt64: DiagEntry] = [500: Self.diag(500, name: Array("/run/svc.sock".utf8)),
+                                            700: Self.diag(700, name: Array("/tmp/f\n0000: forged".utf8))]
+        #expect(TrustedRows.vouched([twin, real, cut], known: [500, 700]) { details } == [real, cut])
+    }
 }

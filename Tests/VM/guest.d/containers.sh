@@ -1,0 +1,83 @@
+# Sourced by the guest's /init: containers on a real kernel (Debian's 6.1 and
+# 6.12). Each x_ctr_* run checks itself and exits 0 only when what it reads
+# equals what the fixture (guest.d/containers.c, Tests/Fixture/containers.c)
+# printed about what it made.
+
+# What a ring's fdinfo prints for a registered socket on this kernel: its
+# inode (socket:[INODE], Linux 6.14 and later) or only its protocol
+# (UNIX-STREAM, before): RingFiles parses both; anything else fails.
+ctr_ring_format() {
+    sleep 100000 | containers uring > /tmp/ctr.uring &
+    wait_ready /tmp/ctr.uring $! || return 1
+    pid=$(awk '$1 == "pid" { print $2 }' /tmp/ctr.uring)
+    ring=$(awk '$1 == "ring" { print $2 }' /tmp/ctr.uring)
+    reg=$(awk '$1 == "registered" { print $2 }' /tmp/ctr.uring)
+    cat /tmp/ctr.uring
+    sed -n '/^UserFiles:/,/^UserBufs:/p' /proc/$pid/fdinfo/$ring | tee /tmp/ctr.files
+    if grep -q "^ *0: socket:\[$reg\]$" /tmp/ctr.files; then
+        echo "format: names the inode"
+    elif grep -q '^ *0: UNIX-STREAM$' /tmp/ctr.files; then
+        echo "format: names the protocol only"
+    else
+        return 1
+    fi
+}
+run x_ctr_ring_format ctr_ring_format
+
+# The rest needs the CLI's --netns, identities in JSON and the pid anchor.
+if kpeer --help 2>&1 | grep -q -- '--netns'; then
+    # Inside `unshare -p -f --mount-proc` (a container's view): a pair the
+    # fixture holds there is owned by its own pid (1), in its namespace; a
+    # connection the host fixture made has a connector outside kpeer's pid
+    # namespace (null), not a host pid.
+    ctr_inside() {  # METHOD
+        unshare -p -f --mount-proc sh -c '
+            sleep 100000 | containers hold > /tmp/ctr.hold &
+            while ! grep -q "^ready$" /tmp/ctr.hold; do sleep 0.1; done
+            kpeer --method '"$1"' --all --json > /tmp/ctr.json
+            echo status $?
+        ' || return 1
+        cat /tmp/ctr.hold
+        pid=$(awk '$1 == "pid" { print $2 }' /tmp/ctr.hold)
+        ns=$(awk '$1 == "pidns" { print $2 }' /tmp/ctr.hold)
+        ino=$(awk '$1 == "pair" { print $2 }' /tmp/ctr.hold)
+        line=$(grep "\"inode\":$ino," /tmp/ctr.json)
+        echo "$line"
+        echo "$line" | grep -q "\"owners\":\[{\"pid\":$pid,\"name\":\"containers\"" || return 1
+        echo "$line" | grep -q "\"pid_namespace\":$ns" || return 1
+        [ "$1" = kcore ] || return 0
+        acc=$(first accepted)
+        line=$(grep "\"inode\":$acc," /tmp/ctr.json)
+        echo "$line"
+        echo "$line" | grep -q '"connector":{"pid":null,' || return 1
+    }
+    for m in kcore netlink; do run "x_ctr_inside_$m" ctr_inside $m; done
+
+    # A socket only an io_uring ring holds: `kpeer OTHER` names the process
+    # where the kernel names the socket, else says why it cannot (io_uring).
+    ctr_uring() {  # METHOD
+        other=$(awk '$1 == "other" { print $2 }' /tmp/ctr.uring)
+        pid=$(awk '$1 == "pid" { print $2 }' /tmp/ctr.uring)
+        kpeer --method "$1" "$other" > /tmp/ctr.out 2> /tmp/ctr.err
+        status=$?
+        cat /tmp/ctr.out /tmp/ctr.err
+        if grep -q '^named 1$' /tmp/ctr.uring; then
+            [ $status = 0 ] && [ "$(cat /tmp/ctr.out)" = "$pid containers" ]
+        else
+            [ $status != 0 ] && grep -q io_uring /tmp/ctr.err
+        fi
+    }
+    for m in kcore netlink; do run "x_ctr_uring_$m" ctr_uring $m; done
+
+    # --netns PID @NAME: the listener of a fixture in `unshare -n`.
+    ctr_netns() {  # METHOD
+        sleep 100000 | unshare -n containers abstract kpeer-ctr-vm > /tmp/ctr.abs &
+        wait_ready /tmp/ctr.abs $! || return 1
+        pid=$(awk '$1 == "pid" { print $2 }' /tmp/ctr.abs)
+        client=$(awk '$1 == "client" { print $2 }' /tmp/ctr.abs)
+        kpeer --method "$1" --netns "$pid" @kpeer-ctr-vm > /tmp/ctr.out || return 1
+        cat /tmp/ctr.out
+        [ "$(cat /tmp/ctr.out)" = "$pid containers $client" ]
+    }
+    for m in kcore netlink; do run "x_ctr_netns_$m" ctr_netns $m; done
+fi
