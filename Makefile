@@ -25,9 +25,9 @@ VM_STALL ?= 300
 
 # Build and test needs: elfutils and libbpf headers and static libraries
 # (and what libdw.a links against), pahole for the BTF cross-check, gcc for
-# the fixtures, graphviz to check --format dot. The VM test adds qemu,
-# busybox and cpio.
-BUILD_PACKAGES := libelf-dev libdw-dev libbpf-dev zlib1g-dev liblzma-dev libbz2-dev gcc libc6-dev binutils dwarves iproute2 graphviz
+# the fixtures, graphviz to check --format dot, clang (Debian's, /usr/bin/clang)
+# to compile the --watch BPF program. The VM test adds qemu, busybox and cpio.
+BUILD_PACKAGES := libelf-dev libdw-dev libbpf-dev zlib1g-dev liblzma-dev libbz2-dev gcc libc6-dev binutils dwarves iproute2 graphviz clang
 VM_PACKAGES := qemu-system-x86 busybox-static cpio python3 xz-utils zstd
 # The Debian package: lintian checks it, debootstrap makes the root the
 # package test installs it into (dpkg-deb and gzip are in every Debian).

@@ -53,10 +53,20 @@ let package = Package(
         ),
         // The seed's table, --dump, one-line answers, JSON.
         .target(name: "Rendering", dependencies: ["KPeerSystem", "SocketInventory", "PeerResolution"]),
+        // kpeer --watch: connections as they happen, from a BPF program
+        // (BPF/, compiled by the UnixWatchBPF plugin with Debian's clang) or,
+        // where it cannot load, from sock_diag polled.
+        .target(
+            name: "Watch",
+            dependencies: ["CKPeer", "KPeerSystem", "SocketInventory", "Rendering"],
+            exclude: ["BPF"],
+            plugins: ["UnixWatchBPF"]
+        ),
+        .plugin(name: "UnixWatchBPF", capability: .buildTool()),
         .executableTarget(
             name: "kpeer",
             dependencies: [
-                "KPeerSystem", "TypeOffsets", "SocketInventory", "PeerResolution", "Rendering",
+                "KPeerSystem", "TypeOffsets", "SocketInventory", "PeerResolution", "Rendering", "Watch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -68,7 +78,7 @@ let package = Package(
             name: "KPeerTests",
             dependencies: [
                 "BTFSample", "CKPeer", "CoreWriter", "KPeerSystem", "KernelMemory", "KernelObjects", "TypeOffsets",
-                "SocketInventory", "PeerResolution", "Rendering",
+                "SocketInventory", "PeerResolution", "Rendering", "Watch",
             ]
         ),
     ]

@@ -103,7 +103,8 @@ public enum Resolver {
                 map = try resolveKcore(options, boundFiles: boundFiles)
             } catch {
                 var r = withNetlinkFacts(try resolveNetlink(options, boundFiles: boundFiles), options)
-                r.map.fallbackReason = error.description
+                // The problem only: its fix ("use --method netlink") is done.
+                r.map.fallbackReason = error.problem
                 return r
             }
             return try withBoundFiles(map, options, boundFiles)

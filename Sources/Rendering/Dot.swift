@@ -6,7 +6,9 @@ import SocketInventory
 /// labelled with the socket's path and type (the same pair of processes,
 /// path and type drawn once, with a count); listening sockets are ellipses
 /// held by their process, with dashed edges from clients still waiting in
-/// their accept queue.
+/// their accept queue. A socket end several processes hold is drawn at the
+/// first (lowest pid), `+N` beside it; the others are tied to that one by
+/// a dotted `shares` edge.
 public enum Dot {
     struct Edge: Hashable, Comparable {
         var from: String
@@ -49,34 +51,43 @@ public enum Dot {
         var unheld = Set<UInt64>()
         var listeners: [String: String] = [:]
         var edges: [Edge: Int] = [:]
+        /// Sockets drawn, whose other holders are tied to the first below.
+        var drawn = Set<UInt64>()
 
-        /// Node ids of the processes holding `inode` (one per process), or
-        /// of the socket itself when no process holds it.
-        func holders(_ inode: UInt64) -> [String] {
-            var seen = Set<Int32>()
-            var ids: [String] = []
-            for o in map.owners(of: inode) where seen.insert(o.pid).inserted {
-                processes[o.pid] = o.name
-                ids.append("p\(o.pid)")
-            }
-            if ids.isEmpty {
+        /// The node a socket end is drawn at: its first process (lowest
+        /// pid), or the socket itself when no process holds it; and how
+        /// many other processes hold it.
+        func holder(_ inode: UInt64) -> (id: String, others: Int) {
+            let owners = map.owners(of: inode)
+            guard let first = owners.first else {
                 unheld.insert(inode)
-                ids.append("s\(inode)")
+                return ("s\(inode)", 0)
             }
-            return ids
+            processes[first.pid] = first.name
+            drawn.insert(inode)
+            return ("p\(first.pid)", owners.count == 1 ? 0 : Render.processes(owners).count - 1)
         }
         func netnsNote(_ e: UnixSocketEntry) -> [String] {
             e.netns != 0 && e.netns != ownNetns && ownNetns != 0 ? [NetNamespace.label(e.netns)] : []
         }
-        func connect(_ from: [String], _ to: [String], _ label: [String], _ attrs: String) {
-            for a in from { for b in to { edges[Edge(from: a, to: b, label: label, attrs: attrs), default: 0] += 1 } }
+        /// One edge per connection, between the first processes of its
+        /// ends (n holders on each end are one edge, not n²); `+N` at an
+        /// end held by N more processes.
+        func connect(_ from: UInt64, _ to: String, _ label: [String], _ attrs: String) {
+            connect(holder(from), (to, 0), label, attrs)
+        }
+        func connect(_ a: (id: String, others: Int), _ b: (id: String, others: Int), _ label: [String], _ attrs: String) {
+            var attrs = attrs.isEmpty ? [] : [attrs]
+            if a.others > 0 { attrs.append("taillabel=\"+\(a.others)\"") }
+            if b.others > 0 { attrs.append("headlabel=\"+\(b.others)\"") }
+            edges[Edge(from: a.id, to: b.id, label: label, attrs: attrs.joined(separator: ", ")), default: 0] += 1
         }
         func listenerNode(_ s: ResolvedSocket) -> String {
             let id = "l\(s.inode)"
             if listeners[id] == nil {
                 let path = s.entry.path.map(\.display) ?? "(unnamed)"
                 listeners[id] = quote([path, "\(typeWord(s.entry)) listener \(s.inode)"] + netnsNote(s.entry))
-                connect(holders(s.inode), [id], [], "style=dotted, arrowhead=none")
+                connect(s.inode, id, [], "style=dotted, arrowhead=none")
             }
             return id
         }
@@ -85,7 +96,7 @@ public enum Dot {
             let e = s.entry
             if e.isListening {
                 let l = listenerNode(s)
-                for c in s.pending { connect(holders(c), [l], ["pending"], "style=dashed, color=darkorange") }
+                for c in s.pending { connect(c, l, ["pending"], "style=dashed, color=darkorange") }
                 continue
             }
             if let p = s.peer {
@@ -101,14 +112,24 @@ public enum Dot {
                 let name = shown.path?.display ?? (mutual && e.type != .dgram ? "socketpair" : nil)
                 let label = (name.map { [$0] } ?? []) + [typeWord(e)] + netnsNote(e)
                 if serverIsS {
-                    connect(holders(p), holders(s.inode), label, "")
+                    connect(holder(p), holder(s.inode), label, "")
                 } else {
-                    connect(holders(s.inode), holders(p), label, e.type == .dgram ? "style=bold" : "")
+                    connect(holder(s.inode), holder(p), label, e.type == .dgram ? "style=bold" : "")
                 }
             } else if let l = s.pendingOn, map[l] == nil {
                 // Its listener is filtered out: still draw where it waits.
-                connect(holders(s.inode), ["l\(l)"], ["pending"], "style=dashed, color=darkorange")
+                connect(s.inode, "l\(l)", ["pending"], "style=dashed, color=darkorange")
                 if listeners["l\(l)"] == nil { listeners["l\(l)"] = quote(["listener \(l)"]) }
+            }
+        }
+        // The other holders of a drawn socket (forked workers, passed
+        // descriptors): one dotted `shares` edge to its first process per
+        // pair of processes, counted, rather than a copy of every edge.
+        for inode in drawn {
+            let owners = Render.processes(map.owners(of: inode))
+            for o in owners.dropFirst() {
+                processes[o.pid] = o.name
+                edges[Edge(from: "p\(o.pid)", to: "p\(owners[0].pid)", label: ["shares"], attrs: "style=dotted, arrowhead=none"), default: 0] += 1
             }
         }
 

@@ -22,6 +22,25 @@ public enum JSON {
         return out + "\""
     }
 
+    /// `"KEY":"NAME"` for a socket's name: the real bytes, as JSON text (a
+    /// file's path, or `@` and an abstract name); and when they are not
+    /// UTF-8 (so the text shows U+FFFD for some), `"KEY_hex"`, every byte
+    /// of that same name in lowercase hex.
+    static func name(_ key: String, _ path: SocketPath?) -> String {
+        guard let path else { return "\"\(key)\":null" }
+        let raw = path.isAbstract ? [UInt8(ascii: "@")] + path.bytes : path.bytes
+        let text = String(decoding: raw, as: UTF8.self)
+        var out = "\"\(key)\":" + string(text)
+        if !text.utf8.elementsEqual(raw) {
+            let digits = Array("0123456789abcdef".utf8)
+            var hex: [UInt8] = []
+            hex.reserveCapacity(raw.count * 2)
+            for b in raw { hex += [digits[Int(b >> 4)], digits[Int(b & 15)]] }
+            out += ",\"\(key)_hex\":\"" + String(decoding: hex, as: UTF8.self) + "\""
+        }
+        return out
+    }
+
     static func owners(_ list: [Owner]) -> String {
         "[" + list.map { "{\"pid\":\($0.pid),\"name\":\(string($0.name)),\"fd\":\($0.fd)}" }.joined(separator: ",") + "]"
     }
@@ -83,7 +102,7 @@ public enum JSON {
             out += ",\"type\":\(string(e.type?.name ?? "unknown"))"
             out += ",\"state\":\(string(e.state.rawValue))"
             out += ",\"netns\":\(e.netns == 0 ? ownNetns : e.netns)"
-            out += ",\"path\":" + (e.path.map { string($0.display) } ?? "null")
+            out += "," + name("path", e.path)
             out += ",\"owners\":\(owners(s.owners))"
             out += ",\"peer\":\(ref(map, s.peer))"
             out += ",\"pending_on\":\(ref(map, s.pendingOn))"
@@ -97,13 +116,14 @@ public enum JSON {
     }
 
     /// `kpeer --json PATH`: the socket bound there and its clients.
-    public static func pathDocument(_ answer: PathAnswer, map: PeerMap, ownNetns: UInt64 = 0) -> String {
+    /// `query` is the name asked for, as bound (not as printed).
+    public static func pathDocument(_ answer: PathAnswer, query: SocketPath, map: PeerMap, ownNetns: UInt64 = 0) -> String {
         let l = answer.listener
         var out = header(map)
-        out += ",\"query\":\(string(answer.query))"
+        out += "," + name("query", query)
         out += ",\"listener\":{\"inode\":\(l.inode),\"type\":\(string(l.entry.type?.name ?? "unknown"))"
         out += ",\"state\":\(string(l.entry.state.rawValue)),\"netns\":\(l.entry.netns == 0 ? ownNetns : l.entry.netns)"
-        out += ",\"path\":" + (l.entry.path.map { string($0.display) } ?? "null")
+        out += "," + name("path", l.entry.path)
         out += ",\"owners\":\(owners(l.owners))"
         out += ",\"kernel\":" + facts(map.facts?[l.inode]) + "}"
         out += ",\"clients\":["

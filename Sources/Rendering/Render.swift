@@ -123,32 +123,30 @@ public enum Render {
             out.decimal(e.inode)
             out.pad(from: at, to: 8)
             at = out.count
-            names.column(map.sockets[i].owners, into: &out)
+            names.column(map.sockets[i].owners, whole: extended, into: &out)
             out.pad(from: at, to: 20)
             at = out.count
             if let p = map.sockets[i].peer {
-                names.column(map.owners(of: p), into: &out)
+                names.column(map.owners(of: p), whole: extended, into: &out)
             } else if let l = map.sockets[i].pendingOn {
-                names.column(map.owners(of: l), into: &out)
+                names.column(map.owners(of: l), whole: extended, into: &out)
                 out.append(" (pending)" as StaticString)
             } else {
                 out.byte(0x2D)
             }
             out.pad(from: at, to: 22)
             if extended {
-                var width = 22
-                for (text, w) in factColumns(map.facts?[e.inode]) {
-                    if out.count - at >= width { out.byte(0x20) }  // the previous column ran over
-                    width = w
+                // Each width counts its separator, as the header spells them.
+                for (text, width) in factColumns(map.facts?[e.inode]) {
                     at = out.count
                     out.append(text)
-                    out.pad(from: at, to: width)
+                    out.pad(from: at, to: width - 1)
                 }
-                if out.count - at >= width { out.byte(0x20) }
             }
             if let path = e.path { out.append(path.display) }
             if ownNetns != 0, e.netns != 0, e.netns != ownNetns {
-                out.byte(0x20)
+                // A pathless row already ends with the column separator.
+                if e.path != nil { out.byte(0x20) }
                 out.append(NetNamespace.label(e.netns))
             }
             out.byte(0x0A)
@@ -183,32 +181,36 @@ public enum Render {
 
     // MARK: kpeer --dump
 
-    /// `name:pid:socket:peer_socket:peer_pid:peer_name` per (owner, peer owner);
-    /// with `pid`, only that process's own lines.
+    /// `name:pid:socket:peer_socket:peer_pid:peer_name`, one line per
+    /// process holding a socket that has a held peer: the peer fields name
+    /// the peer's first process (lowest pid); its other processes have
+    /// lines of their own, with the peer as their `socket` (n holders on
+    /// each end of a connection make 2n lines, not 2n²). A client not
+    /// accepted yet has no peer socket: `peer_socket` is 0 (never an
+    /// inode) and the peer fields name the listener's first process, the
+    /// one to accept it. With `pid`, only that process's own lines.
     public static func dump(_ map: PeerMap, pid: Int32? = nil) -> String {
         var out = ByteOutput(expected: map.sockets.count * 64 + 256)
         var names = NameCache(dump: true)
         for i in map.sockets.indices {
-            guard let target = map.sockets[i].peer ?? map.sockets[i].pendingOn else { continue }
-            let theirs = processes(map.owners(of: target))
-            if theirs.isEmpty { continue }
+            let peer = map.sockets[i].peer
+            guard let target = peer ?? map.sockets[i].pendingOn else { continue }
+            guard let other = map.owners(of: target).first else { continue }
             let inode = map.sockets[i].inode
             for mine in processes(map.sockets[i].owners) where pid == nil || mine.pid == pid {
-                for other in theirs {
-                    names.dumpName(mine, into: &out)
-                    out.byte(0x3A)
-                    out.decimal(Int64(mine.pid))
-                    out.byte(0x3A)
-                    out.decimal(inode)
-                    out.byte(0x3A)
-                    out.decimal(target)
-                    out.byte(0x3A)
-                    out.decimal(Int64(other.pid))
-                    out.byte(0x3A)
-                    names.dumpName(other, into: &out)
-                    out.byte(0x0A)
-                    out.endRow()
-                }
+                names.dumpName(mine, into: &out)
+                out.byte(0x3A)
+                out.decimal(Int64(mine.pid))
+                out.byte(0x3A)
+                out.decimal(inode)
+                out.byte(0x3A)
+                out.decimal(peer ?? 0)
+                out.byte(0x3A)
+                out.decimal(Int64(other.pid))
+                out.byte(0x3A)
+                names.dumpName(other, into: &out)
+                out.byte(0x0A)
+                out.endRow()
             }
         }
         return out.finish()
@@ -360,12 +362,23 @@ struct NameCache {
 
     mutating func dumpName(_ o: Owner, into out: inout ByteOutput) { out.append(rendered(o)) }
 
-    /// `Render.column`: one `pid/name` per process, `,`-joined, `-` for none.
-    mutating func column(_ owners: [Owner], into out: inout ByteOutput) {
+    /// An owner column: `-` for none; the first process (lowest pid) and,
+    /// when others hold the socket too, `,+N` for how many (seven forked
+    /// workers are `982/postgres,+6`, not a 200-column row). `whole` (-e):
+    /// every process, `,`-joined. A `,` in a name is `\x2c`, so `,+N` is
+    /// never part of one.
+    mutating func column(_ owners: [Owner], whole: Bool = false, into out: inout ByteOutput) {
         if owners.isEmpty { return out.byte(0x2D) }
-        if owners.count == 1 { return out.append(rendered(owners[0])) }
-        for (i, o) in Render.processes(owners).enumerated() {
-            if i > 0 { out.byte(0x2C) }
+        out.append(rendered(owners[0]))
+        if owners.count == 1 { return }
+        let processes = Render.processes(owners)
+        if processes.count == 1 { return }
+        if !whole {
+            out.append(",+" as StaticString)
+            return out.decimal(UInt64(processes.count - 1))
+        }
+        for o in processes.dropFirst() {
+            out.byte(0x2C)
             out.append(rendered(o))
         }
     }
@@ -380,7 +393,9 @@ extension Render {
             out += "  " + pad(line.source.rawValue, 12) + " " + pad(line.value.map(String.init) ?? "-", 6) + " " + line.detail + "\n"
         }
         if let v = report.agreed {
-            out += "all sources agree: \(v)\n"
+            let gave = report.lines.filter { $0.value != nil }.map(\.source.rawValue)
+            out += gave.count == 1 ? "only \(gave[0]) gave an offset: \(v)\n"
+                                   : "\(gave.joined(separator: ", ")) agree: \(v)\n"
         } else if report.lines.allSatisfy({ $0.value == nil }) {
             out += "no source gave an offset\n"
         } else {

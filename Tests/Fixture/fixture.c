@@ -13,10 +13,16 @@
  *
  *   proc PID NAME                      one per child
  *   sock INODE ROLE PID[,PID]          one per socket, inode from fstat
+ *   link NAME:PID:SOCK:PEERSOCK:PEERPID:PEERNAME
+ *                                      every link: both ends of every
+ *                                      connection, every (holder, peer
+ *                                      holder) pair; a pending client's
+ *                                      PEERSOCK is its listener
  *   dump NAME:PID:SOCK:PEERSOCK:PEERPID:PEERNAME
  *                                      what `kpeer --dump` must print for
- *                                      these sockets (both ends of every
- *                                      connection, every owner combination)
+ *                                      these sockets: a line per holder of
+ *                                      each end, the peer's lowest-pid
+ *                                      holder; PEERSOCK 0 while pending
  *   ready
  *
  * It then waits for EOF on stdin, SIGTERM or SIGINT, kills its children and
@@ -188,15 +194,28 @@ static int holders(const struct sock *s, pid_t *pids, const char **names)
     return n;
 }
 
-/* dump lines for "a's peer is b", one per (holder of a, holder of b). */
-static void link_to(const struct sock *a, const struct sock *b)
+/* "a's peer is b" (b the listener a waits on, when pending): link lines,
+ * one per (holder of a, holder of b); dump lines, one per holder of a. */
+static void linked_to(const struct sock *a, const struct sock *b, int pending)
 {
     pid_t ap[2], bp[2];
     const char *an[2], *bn[2];
     int na = holders(a, ap, an), nb = holders(b, bp, bn);
-    for (int i = 0; i < na; i++)
+    int first = 0;
+    for (int j = 1; j < nb; j++)
+        if (bp[j] < bp[first])
+            first = j;
+    for (int i = 0; i < na; i++) {
         for (int j = 0; j < nb; j++)
-            printf("dump %s:%d:%lu:%lu:%d:%s\n", an[i], (int)ap[i], a->inode, b->inode, (int)bp[j], bn[j]);
+            printf("link %s:%d:%lu:%lu:%d:%s\n", an[i], (int)ap[i], a->inode, b->inode, (int)bp[j], bn[j]);
+        printf("dump %s:%d:%lu:%lu:%d:%s\n", an[i], (int)ap[i], a->inode, pending ? 0UL : b->inode,
+               (int)bp[first], bn[first]);
+    }
+}
+
+static void link_to(const struct sock *a, const struct sock *b)
+{
+    linked_to(a, b, 0);
 }
 
 static void both(const struct sock *a, const struct sock *b)
@@ -354,7 +373,7 @@ int main(int argc, char **argv)
         both(find("pair", 2 * i), find("pair", 2 * i + 1));
     for (int i = 0; i < 2; i++)
         both(find("client", i), find("accepted", i));
-    link_to(find("pending", 0), find("listener", 0)); /* waits in the listener's queue */
+    linked_to(find("pending", 0), find("listener", 0), 1); /* waits in the listener's queue */
     both(find("seqclient", 0), find("seqaccepted", 0));
     link_to(find("dgclient", 0), find("dgserver", 0)); /* one-way: the server has no peer */
     both(find("shared", 0), find("sharedpeer", 0));

@@ -30,6 +30,15 @@ import Testing
         // The datagram client sends to the server.
         let dc = try #require(f.sockets("dgclient").first), ds = try #require(f.sockets("dgserver").first)
         #expect(text.contains("  p\(dc.pids[0]) -> p\(ds.pids[0]) ["))
+        // One end held by two processes: one edge from its first, `+1`
+        // beside it; the other holder shares it with the first.
+        let shared = try #require(f.sockets("shared").first), other = try #require(f.sockets("sharedpeer").first)
+        let first = try #require(shared.pids.min()), kid = try #require(shared.pids.max())
+        let sharedEdge = text.contains("  p\(first) -> p\(other.pids[0]) [label=\"socketpair\\nstream\", taillabel=\"+1\"];")
+            || text.contains("  p\(other.pids[0]) -> p\(first) [label=\"socketpair\\nstream\", headlabel=\"+1\"];")
+        #expect(sharedEdge)
+        #expect(!text.contains("  p\(kid) -> p\(other.pids[0]) ") && !text.contains("  p\(other.pids[0]) -> p\(kid) "))
+        #expect(text.contains("  p\(kid) -> p\(first) [label=\"shares\", style=dotted, arrowhead=none];"))
         for (pid, name) in f.names { #expect(text.contains("  p\(pid) [label=\"\(pid)\\n\(name)\"];"), "\(name)") }
     }
 

@@ -24,7 +24,10 @@ import Testing
         // test process: the truth covers the fixture's own sockets.
         let mine = Set(f.sockets.filter { $0.pids.contains(server) }.map(\.inode))
         #expect(Set(rows.keys).intersection(f.inodes) == mine)
-        #expect(rows.values.allSatisfy { $0.dropFirst(59).split(separator: " ")[0].split(separator: ",").contains { $0.hasPrefix("\(server)/") } })
+        // Every row's holders (-e lists them all) include it.
+        let whole = Self.rows(try Support.run(Self.kpeer, ["--all", "-e", "--pid", String(server)]).stdout)
+        #expect(Set(whole.keys) == Set(rows.keys))
+        #expect(whole.values.allSatisfy { $0.dropFirst(59).split(separator: " ")[0].split(separator: ",").contains { $0.hasPrefix("\(server)/") } })
         let dump = try Support.run(Self.kpeer, ["--dump", "--pid", String(server)])
         let lines = dump.stdout.split(separator: "\n").map(String.init)
         #expect(lines.allSatisfy { $0.split(separator: ":")[1] == String(server) })

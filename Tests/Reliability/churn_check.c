@@ -20,9 +20,10 @@
 //       exit 0 iff every run ended with a documented status (one stderr
 //       line and no stdout when not 0), and every link a run reported
 //       between sockets churn made is one churn made, alive at some moment of
-//       that run: --dump's socket:peer_socket pairs (or client:listener while
-//       pending), and --all's peer processes (a process holding a socket that
-//       was connected to that row's socket, or the listener it waited on);
+//       that run: --dump's socket:peer_socket pairs (or, while pending,
+//       peer_socket 0 and the listener's holder as peer_pid), and --all's
+//       peer processes (a process holding a socket that was connected to
+//       that row's socket, or the listener it waited on);
 //       and each kind (dump, all) had a successful run, with at least FLOOR
 //       answers about churn's sockets per successful run on average (FLOOR
 //       0: a stress run, judged on correctness alone; default 1).
@@ -258,7 +259,9 @@ static void judge_dump(const char *name, FILE *f, uint64_t s, uint64_t e) {
         uint64_t x = strtoull(fields[2], NULL, 10), y = strtoull(fields[3], NULL, 10);
         if (!is_churn(x) && !is_churn(y)) { foreign++; continue; }
         checked++;
-        if (!linked(x, y, 0, s, e)) complain(name, "a link churn never made", line);
+        // peer_socket 0: a client still pending, peer_pid its listener's holder.
+        int ok = y ? linked(x, y, 0, s, e) : linked(x, 0, strtoull(fields[4], NULL, 10), s, e);
+        if (!ok) complain(name, "a link churn never made", line);
     }
 }
 
@@ -285,6 +288,7 @@ static void judge_all(const char *name, FILE *f, uint64_t s, uint64_t e) {
         if (strcmp(peers, "-") == 0) continue;
         checked++;
         for (char *p = peers, *tok; (tok = strsep(&p, ",")) != NULL;) {
+            if (tok[0] == '+') continue;  // `,+N`: N more holders, not a pid
             uint64_t pid = strtoull(tok, NULL, 10);
             if (!linked(x, 0, pid, s, e)) { complain(name, "a peer process churn never linked", line); break; }
         }

@@ -56,7 +56,7 @@ print(f"vm[{args.kernel}] {args.package}")
 check("guest finished (==KPEER-DONE==)", "==KPEER-DONE==" in text)
 
 # The truth.
-procs, socks, want_dump = {}, [], []
+procs, socks, want_dump, want_links = {}, [], [], []
 t = runs.get("truth")
 if t:
     for l in lines(t["out"]):
@@ -67,6 +67,8 @@ if t:
             socks.append({"inode": int(f[1]), "role": f[2], "pids": [int(p) for p in f[3].split(",")]})
         elif f[0] == "dump":
             want_dump.append(l[5:])
+        elif f[0] == "link":
+            want_links.append(l[5:])
 check("fixture is ready", t is not None and "ready" in lines(t["out"]), t and t["out"][-500:])
 fixture_inodes = {s["inode"] for s in socks}
 fixture_pids = set(procs)
@@ -80,9 +82,17 @@ def fixture_lines(out):
     return sorted(l for l in lines(out) if int(l.split(":")[2]) in fixture_inodes)
 
 
+def owner_column(inode):
+    """--all's owner column for a fixture socket: the lowest-pid holder, ,+N for N more."""
+    pids = sorted(next((s["pids"] for s in socks if s["inode"] == inode), []))
+    if not pids:
+        return None
+    return f"{pids[0]}/{procs.get(pids[0], '?')}" + (f",+{len(pids) - 1}" if len(pids) > 1 else "")
+
+
 def expected_answer(inode):
     seen, out = set(), []
-    for l in want_dump:
+    for l in want_links:
         f = l.split(":")
         if int(f[2]) == inode and (f[4], f[5]) not in seen:
             seen.add((f[4], f[5]))
@@ -171,11 +181,11 @@ if rk and rn:
         if ino.isdigit():
             rows[int(ino)] = row
     bad = []
-    for l in want_dump:
+    for l in want_links:
         f = l.split(":")
         row = rows.get(int(f[2]))
         cols = row[59:].split() if row else []
-        if len(cols) < 2 or f"{f[1]}/{f[0]}" not in cols[0].split(",") or f"{f[4]}/{f[5]}" not in cols[1].split(","):
+        if len(cols) < 2 or cols[0] != owner_column(int(f[2])) or cols[1] != owner_column(int(f[3])):
             bad.append(l)
     check("all: every fixture link is in its row (owner and peer columns)", not bad, f"{bad}")
     unlinked = [s["inode"] for s in by_role.get("lonely", []) + by_role.get("listener", [])]
@@ -215,7 +225,7 @@ if len(docs) == 2:
           json.dumps(docs["kcore"].get("offset")))
     sj = {s["inode"]: s for s in docs["kcore"]["sockets"]}
     bad = []
-    for l in want_dump:
+    for l in want_links:
         f = l.split(":")
         s = sj.get(int(f[2]))
         ref = s and (s["peer"] or s["pending_on"])
@@ -242,7 +252,7 @@ for role in ["pair", "accepted", "client", "seqclient", "seqaccepted", "shared",
 lst = by_role["listener"][0]
 server = procs.get(lst["pids"][0])
 for role, status, needle in [("pending", 3, f"listener {lst['inode']}"), ("lonely", 1, "not connected"),
-                             ("dgserver", 1, str(by_role["dgclient"][0]["inode"])), ("listener", 1, "listening")]:
+                             ("dgserver", 1, str(by_role["dgclient"][0]["inode"]))]:
     ino = by_role[role][0]["inode"]
     for m in ["kcore", "netlink"]:
         r = run(f"one_{m}_{role}_{ino}")
@@ -252,6 +262,14 @@ for role, status, needle in [("pending", 3, f"listener {lst['inode']}"), ("lonel
                   r["status"] == status and r["out"] == "" and len(err) == 1 and needle in err[0]
                   and (role != "pending" or server in err[0]),
                   f"status {r['status']}, stdout {r['out']!r}, stderr {r['err']!r}")
+# A listener's inode lists its clients, as `kpeer PATH` of its file does.
+ino = lst["inode"]
+for m, path_run in [("kcore", "forge_before_path"), ("netlink", "forge_before_path_netlink")]:
+    r, p = run(f"one_{m}_listener_{ino}"), run(path_run)
+    if r and p:
+        check(f"kpeer --method {m} INODE (listener): its clients, as kpeer PATH lists them",
+              r["status"] == 0 and p["status"] == 0 and lines(r["out"]) == lines(p["out"]) and lines(r["out"]),
+              f"INODE: {r}; PATH: {p}")
 r = run("one_kcore_missing_999999999")
 if r:
     check("kpeer --method kcore 999999999: status 2, one line", r["status"] == 2 and r["out"] == "" and len(lines(r["err"])) == 1,

@@ -182,3 +182,54 @@ int kp_types_struct_size(kp_types *types, const char *type, uint64_t *size, kp_e
 int kp_types_member(kp_types *types, const char *type, const char *path, kp_member *out, kp_error *err);
 
 #endif
+
+// ---- kpeer --watch (watch.c): the BPF program, its hooks, its events ----
+// (After the guard above, so with one of its own.)
+#ifndef CKPEER_WATCH_H
+#define CKPEER_WATCH_H
+#include <stddef.h>
+#include <stdint.h>
+// kp_watch_open loads the object (the bytes of Sources/Watch/BPF's program)
+// and attaches each hook as fentry, else as kprobe, as `allow` permits.
+// 0 with *out set when anything loaded, whatever attached (see the hook
+// states); KP_EIO and a one-line reason in `err` when nothing could load.
+// ring_bytes: the ring buffer's size (a power of 2 of pages; 0: the default).
+enum {
+    KPW_ATTACH_FENTRY = 1,
+    KPW_ATTACH_KPROBE = 2,
+};
+enum {
+    KPW_HOOK_NONE = 0,
+    KPW_HOOK_FENTRY = 1,
+    KPW_HOOK_KPROBE = 2,
+};
+#define KPW_HOOKS 6
+typedef struct kp_watch kp_watch;
+struct kp_watch_event;
+int kp_watch_open(const void *object, size_t size, int allow, uint32_t ring_bytes, kp_watch **out, kp_error *err);
+void kp_watch_close(kp_watch *w);
+int kp_watch_hook_count(void);
+// What hook i lets kpeer see ("accepts"), how it is attached (KPW_HOOK_*),
+// and why it is not (one line; "" when attached).
+const char *kp_watch_hook_name(int i);
+int kp_watch_hook_state(const kp_watch *w, int i);
+const char *kp_watch_hook_error(const kp_watch *w, int i);
+// Events the kernel holds, waiting up to timeout_ms (-1: for ever) for the
+// first ones or for stop_fd to be readable. *events stays valid until the
+// next call. 0 or -errno.
+int kp_watch_consume(kp_watch *w, int timeout_ms, int stop_fd, const struct kp_watch_event **events, size_t *count);
+// Events the ring buffer had no room for, so far.
+uint64_t kp_watch_lost(const kp_watch *w);
+// SIGINT, SIGTERM and SIGHUP end a watch: the handler records the signal
+// and makes kp_watch_stop_fd() readable (a pipe), which every wait of the
+// watch includes. restore puts the previous handlers back.
+int kp_watch_signals_install(void);
+void kp_watch_signals_restore(void);
+int kp_watch_stop_fd(void);
+int kp_watch_stop_asked(void);
+int kp_watch_stop_signal(void);  // the signal that asked (0: kp_watch_request_stop)
+void kp_watch_request_stop(void);
+void kp_watch_reset_stop(void);
+// Waits up to timeout_ms for a stop: 1 stopped, 0 timed out, -errno.
+int kp_watch_wait_stop(int timeout_ms);
+#endif

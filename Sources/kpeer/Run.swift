@@ -1,0 +1,174 @@
+import Glibc
+import KPeerSystem
+import PeerResolution
+import Rendering
+import SocketInventory
+
+/// Running a valid command line: call the library, print, and end with the
+/// status the answer calls for (KPeerError.exitStatuses), the same whatever
+/// the output form: --json prints its document and then fails like the
+/// text would, with the same one line on stderr.
+extension KPeerCommand {
+    func execute() throws(KPeerError) {
+        if watch { return try runWatch(watchFlags) }  // --watch (Watch+CLI.swift)
+        switch try mode() {
+        case .findOffset(let inode):
+            try findOffset(calibratingOn: inode)
+        case .target(let target, json: let json):
+            switch target {
+            case .inode(let inode): try answer(inode, json: json)
+            default: try clients(of: target, json: json)
+            }
+        case .listing(let format):
+            try list(format)
+        }
+    }
+
+    /// Without root kpeer answers for what the user may see (sock_diag, the
+    /// descriptors of the user's own processes); it says once what is left
+    /// out. "Held by no process" is then never claimed (PeerMap.peerOwners:
+    /// 77), and the kcore method still needs root.
+    func noteWhatIsHidden(_ r: Resolution) {
+        guard !Host.isRoot, let gaps = r.map.ownerGaps else { return }
+        Output.message("kpeer: not root: \(gaps); sockets only they hold show no owner — run kpeer as root to see every holder\n")
+    }
+
+    /// Other users' /proc/PID/fd are unreadable: their sockets would look
+    /// held by no process, a false answer. The original tool, too, needed root.
+    func requireRoot() throws(KPeerError) {
+        if !Host.isRoot {
+            throw KPeerError(.permission, "root is needed to see which processes hold sockets",
+                             fix: "run kpeer as root (sudo kpeer ...)")
+        }
+    }
+
+    func findOffset(calibratingOn inode: UInt64?) throws(KPeerError) {
+        let report = try OffsetReport.gather(options, calibrateOn: inode)
+        try Output.answer(Render.offsetReport(report))
+        if report.agreed == nil {
+            throw KPeerError(.refused, "the offset sources do not agree, or none is available", fix: "see the lines above")
+        }
+    }
+
+    // MARK: kpeer INODE
+
+    /// What `kpeer INODE` prints: the peer's processes, or for a listener
+    /// its clients (as `kpeer PATH` lists them).
+    enum InodeAnswer {
+        case peers([Owner])
+        case clients(PathAnswer)
+    }
+
+    func answer(_ inode: UInt64, json: Bool) throws(KPeerError) {
+        let r = try Resolver.resolve(options, focus: inode)
+        if verbose { note(r); noteFacts(r.map, inode) }
+        if json {
+            // Nothing to describe: the error alone (2, or 70 for a wrapped inode).
+            guard r.map[inode] != nil else { _ = try r.map.peerOwners(of: inode); return }
+            try Output.answer(JSON.document(r.map.restricted(to: [inode]), ownNetns: r.ownNetns))
+            _ = try answer(inode, in: r)
+            return
+        }
+        switch try answer(inode, in: r) {
+        case .peers(let owners): try Output.answer(Render.answer(owners))
+        case .clients(let a): try Output.answer(Render.clients(a))
+        }
+        noteWhatIsHidden(r)
+    }
+
+    func answer(_ inode: UInt64, in r: Resolution) throws(KPeerError) -> InodeAnswer {
+        do {
+            return .peers(try r.map.peerOwners(of: inode))
+        } catch {
+            guard error.kind == .noPeer, let s = r.map[inode], s.entry.isListening,
+                  let answer = try clients(ofListener: s, r) else { throw error }
+            guard !answer.clients.isEmpty else { throw Self.noClients(answer) }
+            return .clients(answer)
+        }
+    }
+
+    /// A listener's clients, through the path query of the name it is bound
+    /// to; nil where that name does not lead back to this listener (an
+    /// abstract name in another network namespace, a file unlinked or bound
+    /// again, a relative or non-UTF-8 path), which leaves the plain "no peer".
+    func clients(ofListener s: ResolvedSocket, _ r: Resolution) throws(KPeerError) -> PathAnswer? {
+        guard let path = s.entry.path else { return nil }
+        let answer: PathAnswer?
+        if path.isAbstract {
+            guard r.netns(of: s.entry) == r.ownNetns else { return nil }
+            answer = try? PathQuery.answer(.abstract(path.bytes), in: r)
+        } else {
+            guard let file = Target.utf8(path.bytes), file.hasPrefix("/") else { return nil }
+            // Files are matched by inode and device, which this run has not read yet.
+            let withFiles = try Resolver.resolve(options, boundFiles: true)
+            answer = try? PathQuery.answer(.file(file), in: withFiles)
+        }
+        guard let answer, answer.listener.inode == s.inode else { return nil }
+        return answer
+    }
+
+    static func noClients(_ answer: PathAnswer) -> KPeerError {
+        let l = answer.listener
+        let holders = l.owners.isEmpty ? "no process" : l.owners.map(\.label).joined(separator: ",")
+        return KPeerError(.noPeer, "\(answer.query): socket \(l.inode) held by \(holders) has no clients")
+    }
+
+    // MARK: kpeer PATH, kpeer @NAME
+
+    func clients(of target: Target, json: Bool) throws(KPeerError) {
+        let query = try target.query()
+        let r = try Resolver.resolve(options, boundFiles: true)
+        if verbose { note(r) }
+        let answer = try PathQuery.answer(query, in: r)
+        if verbose { noteFacts(r.map, answer.listener.inode) }
+        if json, let name = target.name {
+            try Output.answer(JSON.pathDocument(answer, query: name, map: r.map, ownNetns: r.ownNetns))
+        }
+        // The same name in the other address space, held by the same
+        // process (the X server's file and abstract name): its clients too.
+        let twin = PathTwin.find(answer, in: r)
+        if answer.clients.isEmpty && twin?.clients.isEmpty ?? true { throw Self.noClients(answer) }
+        if !json { try Output.answer(Render.clients(answer, twin: twin)) }
+        noteWhatIsHidden(r)
+    }
+
+    // MARK: Listings
+
+    func list(_ format: OutputFormat) throws(KPeerError) {
+        // A pid no process has is a mistake to say, not an empty listing.
+        if let pid, kill(pid, 0) != 0, errno == ESRCH {
+            throw KPeerError(.notFound, "no process has pid \(pid)", fix: "give the pid of a running process (ps shows them)")
+        }
+        let r = try Trace.phase("resolve") { () throws(KPeerError) in try Resolver.resolve(options) }
+        if verbose { note(r) }
+        let map = filter.apply(r.map)
+        let text = Trace.phase("render") { () -> String in
+            switch format {
+            case .json: JSON.document(map, ownNetns: r.ownNetns)
+            case .dump: Render.dump(map, pid: pid)
+            case .dot: Dot.graph(map, ownNetns: r.ownNetns)
+            case .table: extended ? Render.extendedTable(map, ownNetns: r.ownNetns) : Render.table(map, ownNetns: r.ownNetns)
+            }
+        }
+        try Output.answer(text)
+        noteWhatIsHidden(r)
+    }
+
+    // MARK: -v
+
+    func note(_ r: Resolution) {
+        let map = r.map
+        var line = "kpeer: method \(map.method.rawValue)"
+        if let o = map.offset { line += ", unix_sock.peer at \(o.value) from \(o.source.rawValue) (\(o.provenance))" }
+        if let why = map.fallbackReason { line += "; kcore not used: \(why)" }
+        let spaces = Set(map.sockets.map { r.netns(of: $0.entry) })
+        if spaces.count > 1 { line += "; \(spaces.count) network namespaces" }
+        if !r.skipped.isEmpty { line += "; not entered: " + r.skipped.joined(separator: "; ") }
+        Output.message(line + "\n")
+    }
+
+    /// -v with INODE or PATH: what kernel memory told about that socket.
+    func noteFacts(_ map: PeerMap, _ inode: UInt64) {
+        for line in Render.factLines(map, inode) { Output.message("kpeer: " + line + "\n") }
+    }
+}

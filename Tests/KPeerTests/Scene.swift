@@ -1,0 +1,68 @@
+import Foundation
+
+/// Tests/Fixture/scenes.c, running one scene: processes it named, holding
+/// sockets it made, and the truth it printed about them.
+final class Scene {
+    struct Socket {
+        var inode: UInt64
+        var role: String
+        var pid: Int32
+    }
+
+    let process: Process
+    let input: Pipe
+    var names: [Int32: String] = [:]
+    var sockets: [Socket] = []
+
+    func sockets(_ role: String) -> [Socket] { sockets.filter { $0.role == role } }
+    func socket(_ role: String) throws -> Socket {
+        guard let s = sockets(role).first else { throw Support.Failure("the scene has no \(role) socket") }
+        return s
+    }
+    /// The scene's processes, by pid.
+    var pids: [Int32] { names.keys.sorted() }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var built: String?
+
+    static func binary() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let built { return built }
+        let out = Support.tempDir() + "/kpeer-scenes"
+        try Support.gcc([Support.packageRoot + "/Tests/Fixture/scenes.c"], output: out, flags: ["-O2", "-Wall"])
+        built = out
+        return out
+    }
+
+    init(_ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: try Self.binary())
+        process.arguments = arguments
+        input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        var text = ""
+        let handle = output.fileHandleForReading
+        while !text.hasSuffix("ready\n") {
+            let chunk = handle.availableData
+            if chunk.isEmpty { throw Support.Failure("scene \(arguments) ended before ready: \(text)") }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            switch f.first {
+            case "proc": names[Int32(f[1])!] = String(f[2])
+            case "sock": sockets.append(Socket(inode: UInt64(f[1])!, role: String(f[2]), pid: Int32(f[3])!))
+            default: break
+            }
+        }
+    }
+
+    deinit {
+        try? input.fileHandleForWriting.close()  // EOF: the scene ends, its children with it
+        process.waitUntilExit()
+    }
+}
