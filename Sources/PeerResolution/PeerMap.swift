@@ -171,6 +171,13 @@ public struct PeerMap: Sendable {
         Self.position(of: inode, in: inodes).map { sockets[$0] }
     }
 
+    /// Sockets processes hold that no table lists: other families, sockets
+    /// made after the tables were read, and unix sockets of a network
+    /// namespace no process is in (NetNamespaces.ofHeldSocket).
+    public func heldButUnlisted() -> [(inode: UInt64, owners: [Owner])] {
+        ownerTable.byInode.compactMap { inode, owners in self[inode] == nil ? (inode, owners) : nil }
+    }
+
     /// Owners of any socket, including ones not listed (a peer that
     /// appeared after the inventory was read).
     public func owners(of inode: UInt64) -> [Owner] {

@@ -73,24 +73,36 @@ public enum Resolver {
 
     /// Resolves every socket of every network namespace kpeer can enter;
     /// with `boundFiles`, also asks sock_diag which file each socket is
-    /// bound to (for `kpeer PATH`).
-    /// With `focus` (the inode asked about): a socket that processes hold
-    /// but no table lists lives in a namespace no process is in; that
-    /// namespace is found through a holder's descriptor and read too.
+    /// bound to (for `kpeer PATH`). A unix socket that processes hold but no
+    /// table lists lives in a namespace no process is in: that namespace is
+    /// found through a holder's descriptor (NetNamespaces.ofHeldSocket) and
+    /// read too. With `focus` (the inode asked about) only that socket is
+    /// looked into.
     public static func resolve(_ options: ResolverOptions, boundFiles: Bool = false,
-                               focus: UInt64?) throws(KPeerError) -> Resolution {
-        let first = try resolve(options, boundFiles: boundFiles)
-        guard let focus, first.map[focus] == nil,
-              let ns = NetNamespaces.ofHeldSocket(focus, owners: first.map.owners(of: focus)),
-              ns.inode != first.ownNetns, !first.map.namespaces.contains(where: { $0.inode == ns.inode }) else {
-            return first
+                               focus: UInt64? = nil) throws(KPeerError) -> Resolution {
+        let first = try resolveOnce(options, boundFiles: boundFiles)
+        let unlisted: [(inode: UInt64, owners: [Owner])]
+        if let focus {
+            unlisted = first.map[focus] == nil ? [(focus, first.map.owners(of: focus))] : []
+        } else {
+            unlisted = first.map.heldButUnlisted()
         }
+        guard !unlisted.isEmpty else { return first }
+        var known = Set(first.map.namespaces.map(\.inode))
+        known.insert(first.ownNetns)
+        for ns in options.extraNamespaces { known.insert(ns.inode) }
+        var extra: [NetNamespace] = []
+        for (inode, owners) in unlisted {
+            guard let ns = NetNamespaces.ofHeldSocket(inode, owners: owners), known.insert(ns.inode).inserted else { continue }
+            extra.append(ns)
+        }
+        guard !extra.isEmpty else { return first }
         var o = options
-        o.extraNamespaces.append(ns)
-        return try resolve(o, boundFiles: boundFiles)
+        o.extraNamespaces += extra
+        return try resolveOnce(o, boundFiles: boundFiles)
     }
 
-    public static func resolve(_ options: ResolverOptions, boundFiles: Bool = false) throws(KPeerError) -> Resolution {
+    static func resolveOnce(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
         switch options.method {
         case .netlink:
             return withNetlinkFacts(try resolveNetlink(options, boundFiles: boundFiles), options)

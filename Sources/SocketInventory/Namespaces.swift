@@ -119,7 +119,12 @@ public enum NetNamespaces {
     /// socketpair in `unshare -n` and passed it out before exiting). Found
     /// as lsfd does, with SIOCGSKNS on a copy of a holder's descriptor.
     public static func ofHeldSocket(_ inode: UInt64, owners: [Owner]) -> NetNamespace? {
-        for o in owners {
+        // Most unlisted sockets are of other families: one getxattr tells,
+        // before any copy of a descriptor is taken.
+        guard let first = owners.first(where: { $0.via == .fd }), kp_is_unix_socket(first.pid, first.fd) == 1 else {
+            return nil
+        }
+        for o in owners where o.via == .fd {
             let fd = kp_socket_netns(o.pid, o.fd, inode)
             guard fd >= 0 else { continue }
             let file = NamespaceFile(fd: fd)

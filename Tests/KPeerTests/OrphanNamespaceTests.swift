@@ -81,6 +81,16 @@ import Testing
                 #expect(r.stdout.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) } == [me],
                         "\(method) \(asked) (peer \(peer)): \(r.stdout)")
             }
+            // Listings look for such namespaces too: both ends listed, held by
+            // the fixture, peers of each other, in a namespace of their own.
+            let all = try Support.run(Support.kpeerBinary, ["--method", method, "--all"])
+            #expect(all.status == 0)
+            for inode in inodes {
+                let row = all.stdout.split(separator: "\n").first { $0.split(separator: " ").contains(Substring(String(inode))) }
+                #expect(row.map { $0.contains("\(me)/orphan") && $0.contains("net:[") } == true, "\(method) --all: \(row ?? "no row for \(inode)")")
+            }
+            let dump = try Support.run(Support.kpeerBinary, ["--method", method, "--dump"])
+            #expect(dump.stdout.split(separator: "\n").contains("orphan:\(me):\(inodes[0]):\(inodes[1]):\(me):orphan"), "\(method) --dump")
         }
     }
 }

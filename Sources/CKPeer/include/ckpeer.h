@@ -142,6 +142,9 @@ int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, u
 // The network namespace of the unix socket of `inode` that `pid` holds as
 // `fd` (SIOCGSKNS on a pidfd_getfd copy): a new descriptor, or -errno.
 int kp_socket_netns(int pid, int fd, uint64_t inode);
+// 1 when descriptor `fd` of `pid` is a unix socket (sockfs's
+// system.sockprotoname), 0 when another kind, or -errno.
+int kp_is_unix_socket(int pid, int fd);
 
 // Struct layouts for the kernel-object reader (types.c): BTF through
 // libbpf, or a vmlinux's DWARF through libdw, behind one handle.
