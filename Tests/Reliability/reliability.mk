@@ -31,11 +31,16 @@ churn: setup
 	$(SWIFT) build --scratch-path $(REL_SCRATCH) --product kpeer
 	KPEER_BIN=$(REL_SCRATCH)/debug/kpeer Tests/Reliability/churn.sh
 
+# The Swift toolchain's clang, which ships libFuzzer and the sanitizer
+# runtimes; Debian's clang (/usr/bin/clang, for the BPF program) has them
+# only with libclang-rt-dev.
+FUZZ_CC ?= $(dir $(realpath $(shell command -v $(SWIFT))))clang
+
 fuzz-build: setup
 	@mkdir -p $(FUZZ_BIN)
 	@for t in $(FUZZ_C_TARGETS); do \
 		T=$$(echo $$t | tr a-z A-Z); \
-		clang $(FUZZ_CFLAGS) -DFUZZ_$$T Tests/Reliability/fuzz-c/fuzz_c.c $(CKPEER_C) \
+		$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZ_$$T Tests/Reliability/fuzz-c/fuzz_c.c $(CKPEER_C) \
 			-lelf -ldw -lbpf -lz -o $(FUZZ_BIN)/$$t || exit 1; \
 	done
 	cd Tests/Reliability/Fuzz && $(SWIFT) build $(FUZZ_SWIFT_FLAGS)
