@@ -141,6 +141,8 @@ public enum Dot {
             let name = Escape.bytes(Array(processes[pid]!.utf8))
             out += "  p\(pid) [label=\(quote([String(pid), name]))];\n"
         }
+        // Processes of one container drawn together.
+        out += Identity.dotClusters(processes.keys.sorted(), identities: map.identities)
         for inode in unheld.sorted() {
             out += "  s\(inode) [shape=box, style=dashed, label=\"socket \(inode)\\n(no process)\"];\n"
         }

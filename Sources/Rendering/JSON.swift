@@ -41,8 +41,11 @@ public enum JSON {
         return out
     }
 
-    static func owners(_ list: [Owner]) -> String {
-        "[" + list.map { "{\"pid\":\($0.pid),\"name\":\(string($0.name)),\"fd\":\($0.fd)}" }.joined(separator: ",") + "]"
+    /// Owner objects: pid, name, fd, how the socket is held ("via") and
+    /// who the process is ("identity", from the map's owner scan).
+    static func owners(_ list: [Owner], _ map: PeerMap) -> String {
+        let identities = map.identities
+        return "[" + list.map { Identity.ownerJSON($0, identities: identities) }.joined(separator: ",") + "]"
     }
 
     /// `{"method":…`, the offset (kcore) and why kcore was not used (auto),
@@ -87,7 +90,7 @@ public enum JSON {
 
     static func ref(_ map: PeerMap, _ inode: UInt64?) -> String {
         guard let inode else { return "null" }
-        return "{\"inode\":\(inode),\"owners\":\(owners(map.owners(of: inode)))}"
+        return "{\"inode\":\(inode),\"owners\":\(owners(map.owners(of: inode), map))}"
     }
 
     /// `ownNetns` names the namespace of sockets the map lists without one
@@ -103,7 +106,7 @@ public enum JSON {
             out += ",\"state\":\(string(e.state.rawValue))"
             out += ",\"netns\":\(e.netns == 0 ? ownNetns : e.netns)"
             out += "," + name("path", e.path)
-            out += ",\"owners\":\(owners(s.owners))"
+            out += ",\"owners\":\(owners(s.owners, map))"
             out += ",\"peer\":\(ref(map, s.peer))"
             out += ",\"pending_on\":\(ref(map, s.pendingOn))"
             out += ",\"pending\":[" + s.pending.map { ref(map, $0) }.joined(separator: ",") + "]"
@@ -124,12 +127,12 @@ public enum JSON {
         out += ",\"listener\":{\"inode\":\(l.inode),\"type\":\(string(l.entry.type?.name ?? "unknown"))"
         out += ",\"state\":\(string(l.entry.state.rawValue)),\"netns\":\(l.entry.netns == 0 ? ownNetns : l.entry.netns)"
         out += "," + name("path", l.entry.path)
-        out += ",\"owners\":\(owners(l.owners))"
+        out += ",\"owners\":\(owners(l.owners, map))"
         out += ",\"kernel\":" + facts(map.facts?[l.inode]) + "}"
         out += ",\"clients\":["
         for (i, c) in answer.clients.enumerated() {
             if i > 0 { out += "," }
-            out += "\n{\"inode\":\(c.inode),\"owners\":\(owners(c.owners)),\"pending\":\(c.pending)"
+            out += "\n{\"inode\":\(c.inode),\"owners\":\(owners(c.owners, map)),\"pending\":\(c.pending)"
             out += ",\"accepted_as\":" + (c.acceptedAs.map { ref(map, $0) } ?? "null") + "}"
         }
         return out + "\n]}\n"

@@ -56,12 +56,16 @@ public enum Render {
     /// between the peer and the path: Recv-Q (skbs/bytes), Send-Q (bytes),
     /// Backlog (waiting/max), Connector (pid:uid:gid), File (inode@major:minor),
     /// Senders (inode:datagrams, for a datagram queue); `-` where unknown.
-    public static func extendedTable(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
-        table(map, ownNetns: ownNetns, extended: true)
+    /// Then who the socket's first holder is (Identity.columns): NS-PID
+    /// (its own pid in a pid namespace not `ownPidNamespace`), Cgroup
+    /// (container, unit or path), Held (fd, thread:TID, io_uring:SLOT).
+    public static func extendedTable(_ map: PeerMap, ownNetns: UInt64 = 0, ownPidNamespace: UInt64? = nil) -> String {
+        table(map, ownNetns: ownNetns, extended: true, ownPidNamespace: ownPidNamespace)
     }
 
     static let extendedHeader: String =
-        "Proto RefCnt Flags       Type       State         I-Node   PID/Program name     Peer PID/Program name  Recv-Q       Send-Q   Backlog  Connector        File                 Senders  Path\n"
+        "Proto RefCnt Flags       Type       State         I-Node   PID/Program name     Peer PID/Program name  Recv-Q       Send-Q   Backlog  Connector        File                 Senders  "
+        + Identity.columnsHeader + "Path\n"
 
     static func factColumns(_ f: SocketFacts?) -> [(String, Int)] {
         let rq = f?.receiveQueue.map { "\($0.skbs)/\($0.bytes)" + ($0.partial ? "+" : "") } ?? "-"
@@ -82,7 +86,7 @@ public enum Render {
         var out: [String] = []
         if let b = f.boundFile { out.append("socket \(inode) is bound to \(b.description)") }
         if let c = f.connector {
-            out.append("socket \(inode): connection made by pid \(c.pid.map(String.init) ?? "outside kpeer's pid namespace"), uid \(c.uid), gid \(c.gid)")
+            out.append("socket \(inode): connection made by pid \(Identity.connectorPid(c.pid)), uid \(c.uid), gid \(c.gid)")
         }
         if let q = f.receiveQueue { out.append("socket \(inode): \(q.skbs) buffers (\(q.bytes) bytes) waiting to be read\(q.partial ? " (at least: the queue changed while read)" : "")") }
         if let b = f.sendBytes { out.append("socket \(inode): \(b) bytes sent and not yet read by the peer") }
@@ -101,7 +105,7 @@ public enum Render {
         return out
     }
 
-    static func table(_ map: PeerMap, ownNetns: UInt64, extended: Bool) -> String {
+    static func table(_ map: PeerMap, ownNetns: UInt64, extended: Bool, ownPidNamespace: UInt64? = nil) -> String {
         var out = ByteOutput(expected: map.sockets.count * 128 + 256)
         var names = NameCache(dump: false)
         if extended { out.append(extendedHeader) } else { out.append(tableHeader) }
@@ -138,6 +142,12 @@ public enum Render {
             if extended {
                 // Each width counts its separator, as the header spells them.
                 for (text, width) in factColumns(map.facts?[e.inode]) {
+                    at = out.count
+                    out.append(text)
+                    out.pad(from: at, to: width - 1)
+                }
+                let first = map.sockets[i].owners.first
+                for (text, width) in Identity.columns(first, identity: first.flatMap { map.identities[$0.pid] }, ownPidNamespace: ownPidNamespace) {
                     at = out.count
                     out.append(text)
                     out.pad(from: at, to: width - 1)

@@ -62,6 +62,16 @@ struct KPeerCommand: ParsableCommand {
     @Flag(help: "List only listening sockets.")
     var listening = false
 
+    // Containers: another network namespace's names, and who holds a socket.
+    @Option(help: ArgumentHelp("With @NAME: look the abstract name up in the network namespace of this process, or of this namespace file (/run/netns/NAME).", valueName: "pid|path"))
+    var netns: String?
+
+    @Option(help: ArgumentHelp("Only sockets held by processes in this systemd unit or below it (docker.service, user@1000.service, a slice); NAME without a suffix is NAME.service.", valueName: "unit"))
+    var unit: String?
+
+    @Option(help: ArgumentHelp("Only sockets held by processes of the container whose id starts so (docker, podman, containerd, cri-o; lxc and nspawn by name).", valueName: "id-prefix"))
+    var container: String?
+
     @Flag(name: .customLong("find-offset"), help: "Show offsetof(struct unix_sock, peer) from every source; with INODE, calibrate on that connected socket.")
     var findOffset = false
 
@@ -140,6 +150,7 @@ struct KPeerCommand: ParsableCommand {
             throw KPeerError(.usage, "--pid, --type and --listening filter listings, not INODE, PATH or --find-offset",
                              fix: "use them with --all, --dump, --json or --format dot")
         }
+        try validateContainers(target, findOffset: findOffset)
         if extended && (target != nil || (fmt != nil && fmt != .table)) {
             throw KPeerError(.usage, "-e adds columns to the --all table", fix: "use it with --all (--json always has them; -v with INODE or PATH)")
         }
@@ -151,7 +162,7 @@ struct KPeerCommand: ParsableCommand {
             throw KPeerError(.usage, "--find-offset has one output form", fix: "drop --format, --json or --dump")
         }
         // Filters alone ask for the table of what they keep.
-        if modes == 0 && target == nil && fmt == nil && filter.isEmpty {
+        if modes == 0 && target == nil && fmt == nil && filter.isEmpty && identityFilter.isEmpty {
             throw KPeerError(.usage, "nothing to do", fix: "give an INODE, a PATH, --all or --dump (see kpeer --help)")
         }
         // Offsets and core files only mean something to the kcore method.
@@ -186,6 +197,30 @@ struct KPeerCommand: ParsableCommand {
         SocketFilter(pid: pid, type: type?.socketType, listening: listening)
     }
 
+    /// --unit, --container: they filter listings and the clients of a PATH or @NAME.
+    var identityFilter: IdentityFilter { IdentityFilter(unit: unit, container: container) }
+
+    /// --netns goes with @NAME only; --unit and --container need a value
+    /// and a listing or a PATH or @NAME to filter.
+    func validateContainers(_ target: Target?, findOffset: Bool) throws(KPeerError) {
+        if netns != nil {
+            guard case .abstract? = target else {
+                throw KPeerError(.usage, "--netns looks up an @NAME in another network namespace",
+                                 fix: "give it with @NAME (kpeer --netns PID @NAME); --all already lists every namespace kpeer can enter")
+            }
+        }
+        for (flag, value) in [("--unit", unit), ("--container", container)] where value?.isEmpty == true {
+            throw KPeerError(.usage, "\(flag) needs a name", fix: flag == "--unit" ? "give a unit, such as docker.service" : "give the start of a container id")
+        }
+        if !identityFilter.isEmpty {
+            if findOffset { throw KPeerError(.usage, "--unit and --container filter listings and clients, not --find-offset", fix: "drop them") }
+            if case .inode? = target {
+                throw KPeerError(.usage, "--unit and --container filter listings and the clients of a PATH or @NAME, not INODE",
+                                 fix: "use them with --all, --json, PATH or @NAME")
+            }
+        }
+    }
+
     var options: ResolverOptions {
         var o = ResolverOptions()
         o.method = method
@@ -198,6 +233,8 @@ struct KPeerCommand: ParsableCommand {
         // (With a target always: its answer may rest on one, a peer in flight.)
         o.kernelFacts = json || format == .json || extended || target != nil
         o.connectors = json || format == .json || extended || verbose
+        // Who each holder is (pid namespace, cgroup): read only where shown or filtered on.
+        o.identities = json || format == .json || format == .dot || extended || verbose || !identityFilter.isEmpty
         return o
     }
 }
@@ -222,6 +259,11 @@ enum Help {
                                    (kpeer LISTENER_INODE too)
           kpeer --all --format dot a Graphviz graph of processes and connections
           --pid, --type, --listening  filter --all, --dump, --json and dot
+          --unit, --container      filter those, and the clients of PATH or @NAME,
+                                   by the holder's systemd unit or container
+          kpeer --netns PID|FILE @NAME
+                                   the clients of @NAME as bound in that network
+                                   namespace (a process's, or /run/netns/NAME)
         --all, --dump and --json cover every network namespace kpeer can enter \
         (as root); --all marks sockets of another namespace with net:[INODE].
 

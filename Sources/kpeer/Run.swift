@@ -61,7 +61,11 @@ extension KPeerCommand {
 
     func answer(_ inode: UInt64, json: Bool) throws(KPeerError) {
         let r = try Resolver.resolve(options, focus: inode)
-        if verbose { note(r); noteFacts(r.map, inode) }
+        if verbose {
+            note(r)
+            noteFacts(r.map, inode)
+            noteHolders(r.map, r.map.owners(of: inode) + (r.map[inode]?.peer.map { r.map.owners(of: $0) } ?? []))
+        }
         if json {
             // Nothing to describe: the error alone (2, or 70 for a wrapped inode).
             guard r.map[inode] != nil else { _ = try r.map.peerOwners(of: inode); return }
@@ -117,16 +121,32 @@ extension KPeerCommand {
 
     func clients(of target: Target, json: Bool) throws(KPeerError) {
         let query = try target.query()
-        let r = try Resolver.resolve(options, boundFiles: true)
-        if verbose { note(r) }
-        let answer = try PathQuery.answer(query, in: r)
-        if verbose { noteFacts(r.map, answer.listener.inode) }
+        let r: Resolution
+        var answer: PathAnswer
+        if let arg = netns, case .abstract(let name) = target {
+            // The name as bound in that namespace, which no process need be in.
+            let ns = try NetNamespaces.named(arg)
+            try NetnsQuery.checkEnterable(ns, own: NetNamespaces.current(procRoot: options.procRoot) ?? 0)
+            r = try Resolver.resolve(NetnsQuery.options(options, reading: ns))
+            if verbose { note(r) }
+            answer = try NetnsQuery.answer(name, in: ns.inode, from: r)
+        } else {
+            r = try Resolver.resolve(options, boundFiles: true)
+            if verbose { note(r) }
+            answer = try PathQuery.answer(query, in: r)
+        }
+        answer = identityFilter.apply(answer, identities: r.map.identities)
+        if verbose {
+            noteFacts(r.map, answer.listener.inode)
+            noteHolders(r.map, answer.listener.owners + answer.clients.flatMap(\.owners))
+        }
         if json, let name = target.name {
             try Output.answer(JSON.pathDocument(answer, query: name, map: r.map, ownNetns: r.ownNetns))
         }
         // The same name in the other address space, held by the same
         // process (the X server's file and abstract name): its clients too.
-        let twin = PathTwin.find(answer, in: r)
+        // Not for another namespace's name, nor when clients are filtered.
+        let twin = netns == nil && identityFilter.isEmpty ? PathTwin.find(answer, in: r) : nil
         if answer.clients.isEmpty && twin?.clients.isEmpty ?? true { throw Self.noClients(answer) }
         if !json { try Output.answer(Render.clients(answer, twin: twin)) }
         noteWhatIsHidden(r)
@@ -141,13 +161,14 @@ extension KPeerCommand {
         }
         let r = try Trace.phase("resolve") { () throws(KPeerError) in try Resolver.resolve(options) }
         if verbose { note(r) }
-        let map = filter.apply(r.map)
+        let map = identityFilter.apply(filter.apply(r.map), identities: r.map.identities)
         let text = Trace.phase("render") { () -> String in
             switch format {
             case .json: JSON.document(map, ownNetns: r.ownNetns)
             case .dump: Render.dump(map, pid: pid)
             case .dot: Dot.graph(map, ownNetns: r.ownNetns)
-            case .table: extended ? Render.extendedTable(map, ownNetns: r.ownNetns) : Render.table(map, ownNetns: r.ownNetns)
+            case .table: extended ? Render.extendedTable(map, ownNetns: r.ownNetns, ownPidNamespace: PidView.current().namespace)
+                                  : Render.table(map, ownNetns: r.ownNetns)
             }
         }
         try Output.answer(text)
@@ -164,7 +185,25 @@ extension KPeerCommand {
         let spaces = Set(map.sockets.map { r.netns(of: $0.entry) })
         if spaces.count > 1 { line += "; \(spaces.count) network namespaces" }
         if !r.skipped.isEmpty { line += "; not entered: " + r.skipped.joined(separator: "; ") }
+        let pids = PidView.current()
+        if pids.isChild, let ns = pids.namespace {
+            line += "; in pid namespace \(ProcessIdentity.label(pidNamespace: ns)): processes of other namespaces are not seen"
+        }
         Output.message(line + "\n")
+    }
+
+    /// -v with INODE or PATH: who each holder printed is (how it holds the
+    /// socket, its pid namespace, unit, container), a process once.
+    func noteHolders(_ map: PeerMap, _ owners: [Owner]) {
+        let own = PidView.current().namespace
+        var described = Set<Int32>()
+        var held: [Owner] = []
+        for o in owners where !held.contains(o) { held.append(o) }
+        for o in held {
+            // A process's identity once; each way it holds a socket.
+            let id = described.insert(o.pid).inserted ? map.identities[o.pid] : nil
+            for line in Identity.lines(o, identity: id, ownPidNamespace: own) { Output.message("kpeer: " + line + "\n") }
+        }
     }
 
     /// -v with INODE or PATH: what kernel memory told about that socket.

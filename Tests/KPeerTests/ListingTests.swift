@@ -136,7 +136,10 @@ import Testing
                 if ["listener", "accepted", "dgserver", "seqlistener", "seqaccepted"].contains(s.role) { continue }  // bound: a path
                 let cols = row.dropFirst(59).split(separator: " ")
                 let peer = cols[1].utf8.count + (cols[2] == "(pending)" ? 10 : 0)
-                guard cols[0].utf8.count <= 20 && peer <= 22 else { continue }
+                // With -e, the NS-PID, Cgroup and Held cells follow the six fact
+                // cells; a cgroup path wider than its column pushes the mark right.
+                let who = args.contains("-e") ? Array(cols.dropFirst(cols[2] == "(pending)" ? 3 : 2).dropFirst(6).prefix(3)) : []
+                guard cols[0].utf8.count <= 20 && peer <= 22 && zip(who, [22, 32, 12]).allSatisfy({ $0.utf8.count <= $1 }) else { continue }
                 let at = row.utf8.count - "net:[\(f.netns)]".utf8.count
                 #expect(at == path, "\(args) \(s.role): \(row)")
             }
