@@ -1,3 +1,4 @@
+import KPeerSystem
 import PeerResolution
 import SocketInventory
 

@@ -1,3 +1,4 @@
+import KPeerSystem
 import SocketInventory
 
 /// Who a process is (ProcessIdentity) and how it holds a socket (HoldKind),

@@ -1,6 +1,7 @@
+import KPeerSystem
 import PeerResolution
-import TypeOffsets
 import SocketInventory
+import TypeOffsets
 
 /// Text for every output form. Each builds one string, written once.
 public enum Render {

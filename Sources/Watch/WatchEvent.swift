@@ -1,4 +1,5 @@
 import CKPeer
+import KPeerSystem
 import SocketInventory
 
 /// A process as an event names it: the one that acted, or the one at the

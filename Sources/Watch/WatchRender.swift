@@ -1,4 +1,5 @@
 import Glibc
+import KPeerSystem
 import Rendering
 import SocketInventory
 

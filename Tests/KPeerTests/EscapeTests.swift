@@ -1,8 +1,9 @@
 import Foundation
 import Glibc
-import Testing
+import KPeerSystem
 @testable import Rendering
 @testable import SocketInventory
+import Testing
 
 /// Escaping for every text output but JSON: a name or path may not forge a
 /// separator, break a line, move the cursor or reorder what a terminal

@@ -1,5 +1,6 @@
-import Testing
+import KPeerSystem
 @testable import SocketInventory
+import Testing
 
 /// The /proc/net/unix parser, on text captured from real kernels.
 struct ProcNetUnixTests {
