@@ -21,14 +21,17 @@ int kp_same_files(int pid, int tid) {
     return r == 0 ? 1 : (r > 0 ? 0 : -errno);
 }
 
-// SO_PEERCRED of a socket another process holds: a copy of its descriptor
-// taken with pidfd_getfd(2) (Linux 5.6; needs PTRACE_MODE_ATTACH, which
-// root has), checked to be the socket of `inode` (the descriptor may have
-// been closed and reused meanwhile), asked, and closed.
+// A copy of descriptor `fd` of `pid`, taken with pidfd_getfd(2) (Linux 5.6;
+// needs PTRACE_MODE_ATTACH, which root has) and checked to be the socket of
+// `inode` (the descriptor may have been closed and reused meanwhile): the
+// copy, or -errno (-ESTALE: no longer that socket; -ENOSYS: no pidfd_getfd).
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, uint32_t *gid) {
+static int socket_copy(int pid, int fd, uint64_t inode) {
 #if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
     int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
     if (pidfd < 0) return -errno;
@@ -37,11 +40,24 @@ int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, u
     close(pidfd);
     if (copy < 0) return -e;
     struct stat st;
+    if (fstat(copy, &st) != 0 || !S_ISSOCK(st.st_mode) || (uint64_t)st.st_ino != inode) {
+        close(copy);
+        return -ESTALE;
+    }
+    return copy;
+#else
+    (void)pid, (void)fd, (void)inode;
+    return -ENOSYS;
+#endif
+}
+
+// SO_PEERCRED of a socket another process holds, asked on a socket_copy.
+int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, uint32_t *gid) {
+    int copy = socket_copy(pid, fd, inode);
+    if (copy < 0) return copy;
     struct ucred c;
     socklen_t len = sizeof c;
-    int rc = 0;
-    if (fstat(copy, &st) != 0 || !S_ISSOCK(st.st_mode) || (uint64_t)st.st_ino != inode) rc = -ESTALE;
-    else if (getsockopt(copy, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) rc = -errno;
+    int rc = getsockopt(copy, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0 ? -errno : 0;
     close(copy);
     if (rc == 0) {
         *cred_pid = c.pid;
@@ -49,42 +65,24 @@ int kp_peercred(int pid, int fd, uint64_t inode, int *cred_pid, uint32_t *uid, u
         *gid = c.gid;
     }
     return rc;
-#else
-    (void)pid, (void)fd, (void)inode, (void)cred_pid, (void)uid, (void)gid;
-    return -ENOSYS;
-#endif
 }
 
-// The network namespace of a socket another process holds, as lsfd finds
-// it: SIOCGSKNS (Linux 4.9; CAP_NET_ADMIN over that namespace) on a copy
-// of the descriptor from pidfd_getfd(2), checked to be the unix socket of
-// `inode`. A new O_CLOEXEC descriptor of the namespace, or -errno.
-#include <linux/sockios.h>
-#include <fcntl.h>
-#include <sys/ioctl.h>
-
+// The network namespace of a unix socket another process holds, as lsfd
+// finds it: SIOCGSKNS (Linux 4.9; CAP_NET_ADMIN over that namespace) on a
+// socket_copy. A new O_CLOEXEC descriptor of the namespace, or -errno.
 int kp_socket_netns(int pid, int fd, uint64_t inode) {
-#if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd) && defined(SIOCGSKNS)
-    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-    if (pidfd < 0) return -errno;
-    int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-    int e = errno;
-    close(pidfd);
-    if (copy < 0) return -e;
-    struct stat st;
+#ifdef SIOCGSKNS
+    int copy = socket_copy(pid, fd, inode);
+    if (copy < 0) return copy;
     int domain = 0;
     socklen_t len = sizeof domain;
     int rc;
-    if (fstat(copy, &st) != 0 || !S_ISSOCK(st.st_mode) || (uint64_t)st.st_ino != inode) rc = -ESTALE;
-    else if (getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) rc = -errno;
+    if (getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) rc = -errno;
     else if (domain != AF_UNIX) rc = -EAFNOSUPPORT;
-    else {
-        rc = ioctl(copy, SIOCGSKNS);
-        if (rc < 0) rc = -errno;
-        else if (fcntl(rc, F_SETFD, FD_CLOEXEC) != 0) {
-            close(rc);
-            rc = -errno;
-        }
+    else if ((rc = ioctl(copy, SIOCGSKNS)) < 0) rc = -errno;
+    else if (fcntl(rc, F_SETFD, FD_CLOEXEC) != 0) {
+        close(rc);
+        rc = -errno;
     }
     close(copy);
     return rc;

@@ -3,7 +3,7 @@ import KPeerSystem
 import SocketInventory
 import TypeOffsets
 
-/// The seed's find_gdb_offset, grown up: the peer offset from every source
+/// The original find_gdb_offset, grown up: the peer offset from every source
 /// available, and whether they agree.
 public struct OffsetReport: Sendable {
     public struct Line: Sendable {

@@ -197,7 +197,7 @@ public struct PeerMap: Sendable {
     /// when kernel memory was read for it (SocketFacts.carrying).
     public func inFlight(_ inode: UInt64) -> UInt64? { inFlightTo[inode] }
 
-    /// The seed's `socket_peer INODE`: the processes holding the peer, or
+    /// The original `socket_peer INODE`: the processes holding the peer, or
     /// an error saying why there are none.
     public func peerOwners(of inode: UInt64) throws(KPeerError) -> [Owner] {
         if ambiguous.contains(inode) {

@@ -14,7 +14,7 @@ public enum Render {
 
     // MARK: kpeer INODE
 
-    /// `PID NAME` per process holding the peer (the seed's socket_peer).
+    /// `PID NAME` per process holding the peer (the original socket_peer's output).
     /// The name is escaped, as in --all, so one line is always one process.
     public static func answer(_ owners: [Owner]) -> String {
         processes(owners).map { "\($0.pid) \($0.escapedName)\n" }.joined()

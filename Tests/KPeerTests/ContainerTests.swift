@@ -22,25 +22,16 @@ import KPeerSystem
 
     /// containers.c in one mode, until it is let go (stdin closed).
     final class Made {
-        let process = Process()
-        let input = Pipe()
+        let process: Process
+        let input: Pipe
         /// Its `key value...` lines.
         var facts: [String: [String]] = [:]
 
         init(_ args: [String], launcher: [String] = []) throws {
-            let output = Pipe()
-            let command = launcher + [try ContainerTests.binary()] + args
-            process.executableURL = URL(fileURLWithPath: command[0])
-            process.arguments = Array(command.dropFirst())
-            process.standardInput = input
-            process.standardOutput = output
-            try process.run()
-            var text = ""
-            while !text.hasSuffix("ready\n") {
-                let chunk = output.fileHandleForReading.availableData
-                if chunk.isEmpty { throw Support.Failure("containers \(args) ended before ready: \(text)") }
-                text += String(decoding: chunk, as: UTF8.self)
-            }
+            let started = try Support.startUntilReady(launcher + [try ContainerTests.binary()] + args, what: "containers \(args)")
+            process = started.process
+            input = started.input
+            let text = started.text
             for line in text.split(separator: "\n") {
                 let f = line.split(separator: " ").map(String.init)
                 if f.count > 1 { facts[f[0]] = Array(f.dropFirst()) }

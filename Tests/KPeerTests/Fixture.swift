@@ -58,23 +58,11 @@ class Fixture {
 
     /// `launcher` runs the fixture under another program (`unshare -n`).
     init(launcher: [String] = []) throws {
-        process = Process()
         dir = Support.tempDir()
-        let command = launcher + [try Self.binary(), dir]
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        var text = ""
-        let handle = output.fileHandleForReading
-        while !text.hasSuffix("ready\n") {
-            let chunk = handle.availableData
-            if chunk.isEmpty { throw Support.Failure("fixture ended before ready: \(text)") }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        let started = try Support.startUntilReady(launcher + [try Self.binary(), dir], what: "fixture")
+        process = started.process
+        input = started.input
+        let text = started.text
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ", maxSplits: 3)
             switch f.first {

@@ -21,24 +21,16 @@ import Testing
 
     /// The attacker's program, running until this value is dropped.
     final class Attack {
-        let process = Process()
-        let input = Pipe()
-        var lines: [String] = []
+        let process: Process
+        let input: Pipe
+        let lines: [String]
 
         init(_ args: [String]) throws {
-            process.executableURL = URL(fileURLWithPath: try Fixture.binary())
-            process.arguments = ["--run-as", String(HostileUserTests.attacker)] + args
-            process.standardInput = input
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            var text = ""
-            while !text.hasSuffix("ready\n") {
-                let chunk = output.fileHandleForReading.availableData
-                if chunk.isEmpty { throw Support.Failure("the attacker ended before ready: \(text)") }
-                text += String(decoding: chunk, as: UTF8.self)
-            }
-            lines = text.split(separator: "\n").map(String.init)
+            let started = try Support.startUntilReady([try Fixture.binary(), "--run-as", String(HostileUserTests.attacker)] + args,
+                                                      what: "the attacker")
+            process = started.process
+            input = started.input
+            lines = started.text.split(separator: "\n").map(String.init)
         }
 
         deinit {

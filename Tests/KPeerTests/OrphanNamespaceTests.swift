@@ -55,19 +55,8 @@ import Testing
         let dir = Support.tempDir()
         try Self.source.write(toFile: dir + "/orphan.c", atomically: true, encoding: .utf8)
         try Support.gcc([dir + "/orphan.c"], output: dir + "/orphan", flags: ["-O2", "-Wall"])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: dir + "/orphan")
-        let input = Pipe(), output = Pipe()
-        p.standardInput = input
-        p.standardOutput = output
-        try p.run()
+        let (p, input, text) = try Support.startUntilReady([dir + "/orphan"], what: "the fixture")
         defer { try? input.fileHandleForWriting.close(); p.waitUntilExit() }
-        var text = ""
-        while !text.hasSuffix("ready\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { throw Support.Failure("the fixture ended: \(text)") }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
         let inodes = try #require(text.split(separator: "\n").first { $0.hasPrefix("pair ") })
             .split(separator: " ").dropFirst().compactMap { UInt64($0) }
         try #require(inodes.count == 2)

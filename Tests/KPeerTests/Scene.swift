@@ -36,21 +36,10 @@ final class Scene {
     }
 
     init(_ arguments: [String]) throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: try Self.binary())
-        process.arguments = arguments
-        input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        var text = ""
-        let handle = output.fileHandleForReading
-        while !text.hasSuffix("ready\n") {
-            let chunk = handle.availableData
-            if chunk.isEmpty { throw Support.Failure("scene \(arguments) ended before ready: \(text)") }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        let started = try Support.startUntilReady([try Self.binary()] + arguments, what: "scene \(arguments)")
+        process = started.process
+        input = started.input
+        let text = started.text
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ")
             switch f.first {

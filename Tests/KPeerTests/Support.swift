@@ -62,6 +62,26 @@ enum Support {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("kpeer").path
     }
 
+    /// Starts `command` with stdin and stdout on pipes and reads stdout up to
+    /// a line `ready`: the fixtures' convention (they hold their sockets
+    /// until EOF on stdin). Returns the process, its stdin, and what it said.
+    static func startUntilReady(_ command: [String], what: String) throws -> (process: Process, input: Pipe, text: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        var text = ""
+        while !text.hasSuffix("ready\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw Failure("\(what) ended before ready: \(text)") }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        return (process, input, text)
+    }
+
     static func which(_ name: String) -> String? {
         for dir in ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"] {
             let p = dir + "/" + name
