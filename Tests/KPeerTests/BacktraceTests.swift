@@ -114,7 +114,7 @@ import Testing
         defer { pairs.forEach { close($0) } }
         for _ in 0..<200 {
             var sv: [Int32] = [-1, -1]
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0 else { break }
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0, &sv) == 0 else { break }
             pairs += sv
         }
         var fds: [Int32] = [-1, -1]

@@ -143,7 +143,7 @@ import Testing
         }
         // A peer only root's process (this one) holds: not seen, and said so.
         var sv: [Int32] = [-1, -1]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0)
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0, &sv) == 0)
         defer { close(sv[0]); close(sv[1]) }
         var st = stat()
         fstat(sv[0], &st)

@@ -6,6 +6,10 @@ import SocketInventory
 
 /// Sockets this test binds itself, under names given as raw bytes, so what
 /// kpeer says about them is checked against what the test did.
+@_silgen_name("accept4")
+private func kp_test_accept4(_ fd: Int32, _ addr: UnsafeMutablePointer<sockaddr>?,
+                             _ len: UnsafeMutablePointer<socklen_t>?, _ flags: Int32) -> Int32
+
 final class OwnSockets {
     var fds: [Int32] = []
     var files: [[UInt8]] = []
@@ -13,7 +17,9 @@ final class OwnSockets {
     /// A stream socket bound to `name` (a file, or an abstract name).
     func bound(_ name: [UInt8], abstract: Bool, listen backlog: Int32? = 8,
                type: Int32 = Int32(SOCK_STREAM.rawValue)) throws -> Int32 {
-        let fd = socket(AF_UNIX, type, 0)
+        // CLOEXEC: tests run in parallel, and a kpeer another test spawns
+        // must not inherit these and show up as one more holder.
+        let fd = socket(AF_UNIX, type | Self.cloexec, 0)
         fds.append(fd)
         guard Self.withAddress(name, abstract, { bind(fd, $0, $1) }) == 0 else { throw Support.Failure("bind: \(errno)") }
         if !abstract { files.append(name) }
@@ -22,24 +28,29 @@ final class OwnSockets {
     }
 
     func client(_ name: [UInt8], abstract: Bool) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Self.cloexec, 0)
         fds.append(fd)
         guard Self.withAddress(name, abstract, { connect(fd, $0, $1) }) == 0 else { throw Support.Failure("connect: \(errno)") }
         return fd
     }
 
     func accepted(_ listener: Int32) -> Int32 {
-        let fd = accept(listener, nil, nil)
+        let fd = OwnSockets.accept(listener)
         fds.append(fd)
         return fd
     }
 
     func pair() throws -> (Int32, Int32) {
         var sv: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0 else { throw Support.Failure("socketpair") }
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Self.cloexec, 0, &sv) == 0 else { throw Support.Failure("socketpair") }
         fds += sv
         return (sv[0], sv[1])
     }
+
+    static let cloexec = Int32(SOCK_CLOEXEC.rawValue)
+
+    /// accept4(2) with SOCK_CLOEXEC: Glibc's module does not declare it.
+    static func accept(_ listener: Int32) -> Int32 { kp_test_accept4(listener, nil, nil, cloexec) }
 
     static func withAddress<T>(_ name: [UInt8], _ abstract: Bool, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var sa = sockaddr_un()

@@ -126,7 +126,7 @@ struct IdentityTests {
     @Test func unreadableHoldersAreNotCalledInFlight() throws {
         guard let unshare = Support.which("unshare") else { throw Support.Failure("unshare (util-linux) is missing") }
         var fds: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0, &fds) == 0)
         defer { close(fds[0]); close(fds[1]) }
         let inode = try #require(Files.identity("/proc/self/fd/\(fds[0])")?.inode)
         // As root, in the machine's namespaces: this process holds the peer.

@@ -28,7 +28,7 @@ struct NetlinkConnectorTests {
     @Test(.enabled(if: usable, "needs root (pidfd_getfd of other processes' descriptors)"))
     func aSocketpairWasMadeByItsCreator() throws {
         var sv: [Int32] = [-1, -1]
-        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0)
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0, &sv) == 0)
         defer { close(sv[0]); close(sv[1]) }
         let k = try #require(try kernel(Self.inode(sv[0])))
         let c = try #require(k["connector"] as? [String: Any])
@@ -43,7 +43,7 @@ struct NetlinkConnectorTests {
     @Test(.enabled(if: usable, "needs root"))
     func anAcceptedSocketNamesTheProcessThatConnected() throws {
         let path = Support.tempDir() + "/l.sock"
-        let l = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let l = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0)
         defer { close(l); unlink(path) }
         var a = sockaddr_un()
         a.sun_family = sa_family_t(AF_UNIX)
@@ -56,7 +56,7 @@ struct NetlinkConnectorTests {
             """])
         let childPid = Int32(child.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         try #require(child.status == 0 && childPid != nil, "\(child.stderr)")
-        let acc = accept(l, nil, nil)
+        let acc = OwnSockets.accept(l)
         try #require(acc >= 0)
         defer { close(acc) }
         // The client has closed: the accepted socket has no peer left (1).

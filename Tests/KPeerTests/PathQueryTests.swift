@@ -71,7 +71,7 @@ import KPeerSystem
         var oldClient: UInt64 = 0, newClient: UInt64 = 0, newPending: UInt64 = 0
 
         func socketFD(_ type: Int32 = Int32(SOCK_STREAM.rawValue)) -> Int32 {
-            let fd = socket(AF_UNIX, type, 0)
+            let fd = socket(AF_UNIX, type | OwnSockets.cloexec, 0)
             fds.append(fd)
             return fd
         }
@@ -103,12 +103,12 @@ import KPeerSystem
         init() throws {
             let l1 = try listener()
             let c1 = try client()
-            fds.append(accept(l1, nil, nil))
+            fds.append(OwnSockets.accept(l1))
             oldClient = Files.inode(fd: c1)!
             unlink(path)
             let l2 = try listener()
             let c2 = try client()
-            fds.append(accept(l2, nil, nil))
+            fds.append(OwnSockets.accept(l2))
             newClient = Files.inode(fd: c2)!
             newPending = Files.inode(fd: try client())!
         }
@@ -142,7 +142,7 @@ import KPeerSystem
         let path = dir + "/stale.sock"
         let s = try Rebound()
         // A socket file whose socket is closed: same kind of file, nothing bound.
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0)
         var sa = sockaddr_un()
         sa.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &sa.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
@@ -162,7 +162,7 @@ import KPeerSystem
         let s = try Rebound()
         // A third listener on a fresh path, nobody connected.
         let dir = Support.tempDir()
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0)
         defer { close(fd) }
         var sa = sockaddr_un()
         sa.sun_family = sa_family_t(AF_UNIX)

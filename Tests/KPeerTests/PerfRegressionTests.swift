@@ -81,7 +81,7 @@ struct PerfRegressionTests {
 
     @Test func liveScanFindsThisProcessSockets() throws {
         var sv: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv) == 0)
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0, &sv) == 0)
         defer { close(sv[0]); close(sv[1]) }
         let table = OwnerScan.scan(procRoot: "/proc", threads: 2)
         for fd in sv {

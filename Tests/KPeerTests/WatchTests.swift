@@ -78,7 +78,7 @@ struct WatchTests {
 
     static func listen(_ name: String, type: Int32 = Int32(SOCK_STREAM.rawValue)) -> Int32 {
         var (a, len) = abstractAddress(name)
-        let fd = socket(AF_UNIX, type, 0)
+        let fd = socket(AF_UNIX, type | OwnSockets.cloexec, 0)
         let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0
         precondition(ok && Glibc.listen(fd, 8) == 0, "listen \(name)")
         return fd
@@ -86,7 +86,7 @@ struct WatchTests {
 
     static func connect(_ name: String, type: Int32 = Int32(SOCK_STREAM.rawValue)) -> Int32 {
         var (a, len) = abstractAddress(name)
-        let fd = socket(AF_UNIX, type, 0)
+        let fd = socket(AF_UNIX, type | OwnSockets.cloexec, 0)
         let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, len) } } == 0
         precondition(ok, "connect \(name)")
         return fd
@@ -106,7 +106,7 @@ struct WatchTests {
 
         let l = Self.listen(name)
         let c = Self.connect(name)
-        let s = accept(l, nil, nil)
+        let s = OwnSockets.accept(l)
         #expect(s >= 0)
         let (li, ci, si) = (Self.inode(l), Self.inode(c), Self.inode(s))
         var e = ours(try poller.poll(now: 2), [li, ci, si])
@@ -116,7 +116,7 @@ struct WatchTests {
         #expect(e.allSatisfy { $0.time == 2 && $0.source == .poll && $0.type == .stream })
 
         var sv: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0, &sv) == 0)
+        #expect(socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | OwnSockets.cloexec, 0, &sv) == 0)
         let (a, b) = (Self.inode(sv[0]), Self.inode(sv[1]))
         e = ours(try poller.poll(now: 3), [li, ci, si, a, b])
         #expect(e.count == 1 && e.first?.kind == .pair && e.first?.type == .dgram)
@@ -161,7 +161,7 @@ struct WatchTests {
         let (li, ci) = (Self.inode(l), Self.inode(c))
         var e = try poller.poll(now: 2).filter { $0.inode == ci || $0.peer == ci }
         #expect(e.count == 1 && e.first?.kind == .connect && e.first?.listener == li)
-        let s = accept(l, nil, nil)
+        let s = OwnSockets.accept(l)
         defer { close(s) }
         e = try poller.poll(now: 3).filter { $0.inode == ci || $0.peer == ci }
         #expect(e.map(\.kind) == [.accept] && e.first?.inode == Self.inode(s))
