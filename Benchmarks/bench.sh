@@ -23,7 +23,11 @@
 # (.cache/bench/BENCHMARKS.md; the committed Docs/BENCHMARKS.md is written
 # only when asked: make bench OUT=Docs/BENCHMARKS.md), VM (auto: when qemu is
 # installed; 0: skip; 1: must), KERNELS (for the VM; default: run.sh's),
-# KPEER_BIN (the static kpeer to measure; make bench builds it with make static).
+# KPEER_BIN (the static kpeer to measure; make bench builds it with make static),
+# BASELINE (a commit whose kpeer the VM times beside this one's `--all`;
+# default 851ee2a, the last before the kernel-object reader, so the report
+# shows what the reader and the row checks cost; none: skip), BASELINE_BIN
+# (that kpeer already built).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -129,16 +133,27 @@ if [ "$VM" != 0 ]; then
     if command -v qemu-system-x86_64 > /dev/null; then
         stamp=$work/vm-stamp
         touch "$stamp"
+        # The baseline: built once from its commit in a worktree of its own.
+        BASELINE=${BASELINE:-851ee2a}
+        if [ -z "${BASELINE_BIN:-}" ] && [ "$BASELINE" != none ]; then
+            src=$root/.cache/bench/baseline-$BASELINE
+            if [ ! -x "$src/.build-static/release/kpeer" ]; then
+                say "baseline: building kpeer at $BASELINE (once; kept in $src)"
+                [ -d "$src" ] || git worktree add -f --detach "$src" "$BASELINE" > /dev/null
+                make -C "$src" static > "$work/baseline-build.log" 2>&1 || say "baseline: build failed ($work/baseline-build.log)"
+            fi
+            [ -x "$src/.build-static/release/kpeer" ] && BASELINE_BIN=$src/.build-static/release/kpeer
+        fi
         say "VM: Tests/VM/run.sh with $KPEER_BIN (guest.d/bench.sh times the methods)"
         set +e
-        VM_OUT=$work/vm-out KPEER_BIN=$KPEER_BIN ${KERNELS:+KERNELS="$KERNELS"} Tests/VM/run.sh > "$work/vm.log" 2>&1
+        BASELINE_BIN=${BASELINE_BIN:-} VM_OUT=$work/vm-out KPEER_BIN=$KPEER_BIN ${KERNELS:+KERNELS="$KERNELS"} Tests/VM/run.sh > "$work/vm.log" 2>&1
         vm_status=$?
         set -e
         vm_lines=$(find "$work/vm-out" -name 'console-*.log' -newer "$stamp" 2> /dev/null | sort |
             while read -r f; do
                 k=${f##*/console-}
                 k=${k%.log}
-                tr -d '\r' < "$f" | awk -v k="$k" '/^bench-(vm|watch) / { print "kernel=" k, $0 }'
+                tr -d '\r' < "$f" | awk -v k="$k" '/^bench-(vm|watch|watch-paced) / { print "kernel=" k, $0 }'
             done)
         if [ -n "$vm_lines" ]; then
             vm_line=$vm_lines
@@ -249,8 +264,12 @@ target("`kpeer --all` peak RSS at 20k ≤ 2× `ss -xpa`",
 vm_ratio = None
 vm_rows = []
 watch_rows = []
+paced_rows = []
 for line in vm_lines.splitlines():
     kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
+    if " bench-watch-paced " in line:
+        paced_rows.append(kv)
+        continue
     if " bench-watch " in line:
         watch_rows.append(kv)
         continue
@@ -262,6 +281,8 @@ for line in vm_lines.splitlines():
 target("VM: kcore method ≤ 1.2× netlink method (worst kernel)", vm_ratio, 1.2)
 ext = [float(kv["extended_ratio"]) for kv in vm_rows if kv.get("extended_ratio", "-") not in ("-", "")]
 target("VM: `--all -e` ≤ 1.5× `--all` (worst kernel)", max(ext) if ext else None, 1.5)
+before = [float(kv["before_ratio"]) for kv in vm_rows if kv.get("before_ratio", "-") not in ("-", "")]
+target("VM: `--all` ≤ 1.05× the kpeer before the kernel-object reader (worst kernel)", max(before) if before else None, 1.05)
 lost = [int(kv["lost"]) for kv in watch_rows if kv.get("lost", "").isdigit()]
 target("VM: `--watch` events lost under churn (worst kernel)", max(lost) if lost else None, 0, "{:d}")
 
@@ -285,6 +306,16 @@ if vm_rows:
                  f"{kv.get('ratio')} | {kv.get('kcore_offset', '-')} | {kv.get('kcore_first', '-')} | {kv.get('kcore_all', '-')} | "
                  f"{kv.get('kcore_all_e', '-')} | {kv.get('extended_ratio', '-')} | {kv.get('kcore_rss_kb')} | {kv.get('netlink_rss_kb')} | {kv.get('failed_runs', '-')} |")
     L.append("")
+    if any(kv.get("before_ratio", "-") not in ("-", "") for kv in vm_rows):
+        L.append("| kernel | kpeer before the reader, `--all` s | this kpeer, `--all` s | ratio |")
+        L.append("|---|---:|---:|---:|")
+        for kv in vm_rows:
+            L.append(f"| {kv.get('kernel')} | {kv.get('before_all', '-')} | {kv.get('after_all', '-')} | {kv.get('before_ratio', '-')} |")
+        L.append("")
+        L.append("The kpeer before the kernel-object reader is built from the commit BASELINE names (make bench")
+        L.append("builds it once in .cache/bench) and timed in the same guest right before this one, each warm,")
+        L.append("in a mount namespace of its own so their remembered offsets stay apart.")
+        L.append("")
     L.append("`kcore` is `kpeer --method kcore --dump` as it runs every time but the first after a boot: the")
     L.append("offset it read from BTF on its first run is remembered under the kernel's build-id in")
     L.append("/run/kpeer/offsets (Sources/TypeOffsets/OffsetCache.swift), and the self-check still proves it on")
@@ -307,6 +338,23 @@ if watch_rows:
     L.append("|---|---:|---:|---:|---:|---|")
     for kv in watch_rows:
         L.append(f"| {kv.get('kernel')} | {kv.get('alone')} | {kv.get('watched')} | {kv.get('events')} | {kv.get('lost')} | {kv.get('kpeer_cpu')} |")
+    L.append("")
+if paced_rows:
+    L.append("Paced: churn asked for 1,000 and 10,000 connections a second; what it reached under watch, and")
+    L.append("kpeer's CPU for it. Where 10,000 is not reached, CPU per connection (the last column) is what")
+    L.append("scales: on a machine that reaches it, kpeer's share is about that times 10,000.")
+    L.append("")
+    L.append("| kernel | asked /s | reached /s | lost | kpeer CPU / wall | CPU per connection |")
+    L.append("|---|---:|---:|---:|---|---:|")
+    def per_conn(kv):
+        try:
+            cpu = float(kv["kpeer_cpu"].split("/")[0].rstrip("s"))
+            made = float(kv["reached"].split("/")[0]) * float(kv["seconds"])
+            return f"{cpu / made * 1e6:.0f} µs" if made > 0 else "-"
+        except (KeyError, ValueError):
+            return "-"
+    for kv in paced_rows:
+        L.append(f"| {kv.get('kernel')} | {kv.get('asked')} | {kv.get('reached')} | {kv.get('lost')} | {kv.get('kpeer_cpu')} | {per_conn(kv)} |")
     L.append("")
 L.append(f"VM run: {vm_note}")
 L.append("")

@@ -95,6 +95,9 @@ struct KcorePipeline {
         var layoutContradicted = false
         /// Why SocketFacts are missing altogether, when they are.
         var factsUnavailable: [String: String] = [:]
+        /// Each checked row's word at the peer offset the symbols gave, read
+        /// with its check (RowVerifier.peerWords): stage 6's first read.
+        var peerWords: (offset: Int, words: [UInt64: UInt64])?
     }
 
     /// Struct layouts (given, remembered, BTF, DWARF) for the kernel-object
@@ -114,9 +117,13 @@ struct KcorePipeline {
         } catch {
             out.factsUnavailable["all"] = error.description
         }
-        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0) }) {
+        // With -e the facts' snapshot of each unix_sock carries the peer
+        // word; without, the row check reads it.
+        let peerAt = wantsFacts ? nil : symbols.offset?.value
+        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0, peerAt: peerAt) }) {
             if let rows = Trace.phase("row checks", { TrustedRows.verified(table, verifier) }) {
                 out.entries = rows
+                if let peerAt { out.peerWords = (peerAt, verifier.peerWords) }
                 return out
             }
             out.layoutContradicted = true
@@ -173,7 +180,7 @@ struct KcorePipeline {
         var offset = offset
         var found: Peers
         do {
-            found = try pointers(offset, memory, rows.entries, namespaces, factReader)
+            found = try pointers(offset, memory, rows.entries, namespaces, factReader, rows.peerWords)
         } catch where error.kind == .refused && offset.remembered {
             // Remembered for this build, yet failing now (the cache file was
             // edited?): forget it and read the symbols again.
@@ -200,7 +207,8 @@ struct KcorePipeline {
 
     /// One pass of KcoreResolver over the rows with `offset`.
     private func pointers(_ offset: MemberOffset, _ memory: KernelMemory, _ entries: [UnixSocketEntry],
-                          _ namespaces: [NetNamespace], _ factReader: FactReader?) throws(KPeerError) -> Peers {
+                          _ namespaces: [NetNamespace], _ factReader: FactReader?,
+                          _ early: (offset: Int, words: [UInt64: UInt64])? = nil) throws(KPeerError) -> Peers {
         let procRoot = options.procRoot
         let identities = options.identities
         let scanned = Scanned()
@@ -230,6 +238,16 @@ struct KcorePipeline {
             }
             resolver.onStable = { stable in
                 scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
+            }
+        } else if let early, early.offset == offset.value {
+            // Read by the row checks at this offset (an offset that changed
+            // since, a remembered one found wrong, reads them again).
+            let at = UInt64(early.offset)
+            resolver.readPeers = { rows in
+                rows.map { e in
+                    guard e.address != 0 else { return nil }
+                    return early.words[e.address] ?? (try? memory.readWord(e.address &+ at))
+                }
             }
         }
         resolver.liveOwners = {

@@ -25,10 +25,17 @@ final class RowVerifier {
     private var netInum: [UInt64: UInt64] = [:]
     private(set) var passed = 0
     private(set) var failed = 0
+    /// Where `unix_sock.peer` is, when known before the rows are checked:
+    /// the check then reads it in the same pread as `sk_socket`.
+    let peerAt: Int?
+    /// address → the word at `peerAt`, for each row checked (the resolver's
+    /// first read of every peer pointer, made here at no extra pread).
+    private(set) var peerWords: [UInt64: UInt64] = [:]
 
     /// nil when this kernel's layouts lack a member the check needs.
-    init?(reader: ObjectReader) {
+    init?(reader: ObjectReader, peerAt: Int? = nil) {
         self.reader = reader
+        self.peerAt = peerAt
         let t = reader.types
         func off(_ type: String, _ path: String, size: Int? = nil) -> Int? {
             guard let m = try? t.member(type, path), size == nil || m.size == size else { return nil }
@@ -46,8 +53,9 @@ final class RowVerifier {
               let sun = try? t.member("sockaddr_un", "sun_path") else { return nil }
         var l = Layout(family: family, type: type, socket: socket, net: net, addr: addr, inode: inode, inum: inum,
                        addrLen: addrLen, sunPath: name + sun.offset, sunPathSize: sun.size, sunOffset: sun.offset)
-        l.span = max(family + 2, type + 2, socket + 8, net + 8, addr + 8)
+        l.span = max(family + 2, type + 2, socket + 8, net + 8, addr + 8, (peerAt ?? 0) + 8)
         at = l
+        if let peerAt, peerAt < 0 || peerAt & 7 != 0 { return nil }
     }
 
     /// Does memory at the row's address say all that the row says?
@@ -70,6 +78,7 @@ final class RowVerifier {
         var inodes: [UInt64: Int] = [:], addresses: [UInt64: Int] = [:]
         inodes.reserveCapacity(entries.count)
         addresses.reserveCapacity(entries.count)
+        if peerAt != nil { peerWords.reserveCapacity(entries.count) }
         for e in entries {
             if e.inode != 0 { inodes[e.inode, default: 0] += 1 }
             addresses[e.address, default: 0] += 1
@@ -86,7 +95,23 @@ final class RowVerifier {
     private func inodeCheck(_ e: UnixSocketEntry) throws(KPeerError) -> Bool {
         let memory = reader.memory
         guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return false }
-        let socket = try memory.readWord(e.address &+ UInt64(at.socket))
+        let socket: UInt64
+        if let peerAt {
+            // sk_socket and peer in one read: a pread costs far more than
+            // the few hundred bytes between them.
+            let lo = min(at.socket, peerAt), hi = max(at.socket, peerAt) + 8
+            guard memory.contains(e.address &+ UInt64(hi - 1)) else { return false }
+            var words = (socket: UInt64(0), peer: UInt64(0))
+            try withUnsafeTemporaryAllocation(byteCount: hi - lo, alignment: 8) { (b: UnsafeMutableRawBufferPointer) throws(KPeerError) in
+                try memory.read(e.address &+ UInt64(lo), into: b)
+                words = (UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at.socket - lo, as: UInt64.self)),
+                         UInt64(littleEndian: b.loadUnaligned(fromByteOffset: peerAt - lo, as: UInt64.self)))
+            }
+            socket = words.socket
+            peerWords[e.address] = words.peer
+        } else {
+            socket = try memory.readWord(e.address &+ UInt64(at.socket))
+        }
         if socket == 0 { return e.inode == 0 }  // an embryo has no socket, and no inode
         guard e.inode != 0, memory.contains(socket &+ UInt64(at.inode)) else { return false }
         return try memory.readWord(socket &+ UInt64(at.inode)) == e.inode
@@ -103,6 +128,7 @@ final class RowVerifier {
         let memory = reader.memory
         guard e.address != 0, memory.contains(e.address), memory.contains(e.address &+ UInt64(at.span - 1)) else { return false }
         let b = try memory.read(e.address, count: at.span)
+        if let peerAt { peerWords[e.address] = le(b, peerAt, 8) }
         guard le(b, at.family, 2) == 1,  // AF_UNIX
               le(b, at.type, 2) == UInt64(e.rawType) else { return false }
         let socket = le(b, at.socket, 8)

@@ -39,7 +39,7 @@ public enum Watch {
         defer { kp_watch_signals_restore() }
         let clock = Clock(duration: o.duration)
 
-        var reason = "not tried"
+        var reason = ""
         if !o.attach.isEmpty {
             do {
                 let bpf = try BPFWatch(attach: o.attach)
@@ -60,9 +60,17 @@ public enum Watch {
             } catch {
                 reason = error.problem
             }
+            // One way of attaching asked for by name: no other instead.
+            if o.attach != .any {
+                let how = o.attach == .kprobe ? "kprobes" : "fentry"
+                throw KPeerError(.unavailable, "cannot watch with \(how): \(reason)",
+                                 fix: "try --attach auto, which falls back to kprobes and then to polling")
+            }
         }
         let ms = Int((o.interval * 1000).rounded())
-        message("kpeer: eBPF cannot watch here (\(reason)); polling sock_diag every \(ms) ms instead: "
+        let how = o.attach.isEmpty ? "polling sock_diag every \(ms) ms (--attach poll)"
+            : "eBPF cannot watch here (\(reason)); polling sock_diag every \(ms) ms instead"
+        message("kpeer: \(how): "
                 + "a connection that opens and closes between two polls is missed, and times are to \(ms) ms\n")
         return try watchPolling(filter: filter, o, clock: clock, output: output)
     }

@@ -109,7 +109,11 @@ struct KPeerCommand: ParsableCommand {
     var duration: Double?
     @Option(help: ArgumentHelp(WatchFlags.intervalHelp, valueName: "seconds"))
     var interval: Double?
-    var watchFlags: WatchFlags { WatchFlags(watch: watch, count: count, duration: duration, interval: interval) }
+    @Option(help: ArgumentHelp(WatchFlags.attachHelp, valueName: "how"))
+    var attach: AttachChoice?
+    var watchFlags: WatchFlags {
+        WatchFlags(watch: watch, count: count, duration: duration, interval: interval, attach: attach)
+    }
 
     /// What a valid command line asks for.
     enum Mode: Equatable {

@@ -1,12 +1,14 @@
+import ArgumentParser
 import KPeerSystem
 import SocketInventory
 import Watch
 
 /// `kpeer --watch [INODE | PATH | @NAME] [--pid PID] [--type T] [--json]
-/// [--count N] [--duration S] [--interval S]`: the command-line side of the
-/// Watch module. KPeerCommand declares the four options and calls in here:
+/// [--count N] [--duration S] [--interval S] [--attach HOW]`: the command-line
+/// side of the Watch module. KPeerCommand declares the five options and calls
+/// in here:
 ///
-///     var watchFlags: WatchFlags { WatchFlags(watch: watch, count: count, duration: duration, interval: interval) }
+///     var watchFlags: WatchFlags { WatchFlags(watch: watch, ..., attach: attach) }
 ///     validate():  if try validateWatch(watchFlags) { return }   (after the checksOff guard)
 ///     execute():   if watch { return try runWatch(watchFlags) }  (first)
 struct WatchFlags {
@@ -18,19 +20,38 @@ struct WatchFlags {
     var duration: Double?
     /// --interval S: the polling fallback's interval.
     var interval: Double?
+    /// --attach HOW: how the hooks attach (default: fentry, else kprobes,
+    /// else polling).
+    var attach: AttachChoice?
 
     /// The text --help gives each option.
     static let watchHelp = "Print every unix socket connect, accept and close as it happens (eBPF), with both ends' inodes and processes, until interrupted; a summary at the end. With INODE, PATH or @NAME: that socket's connections; with --pid: that process's."
     static let countHelp = "With --watch: stop after this many events."
     static let durationHelp = "With --watch: stop after this many seconds."
     static let intervalHelp = "With --watch, where eBPF cannot load: poll sock_diag this often (seconds, default 0.1)."
+    static let attachHelp = "With --watch: how to hook the kernel (auto: fentry, else kprobes, else polling sock_diag; fentry, kprobe: only that; poll: never load eBPF)."
+}
+
+/// `--attach`: how a watch hooks the kernel.
+enum AttachChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, fentry, kprobe, poll
+
+    var attach: BPFWatch.Attach {
+        switch self {
+        case .auto: .any
+        case .fentry: .fentry
+        case .kprobe: .kprobe
+        case .poll: []
+        }
+    }
 }
 
 extension KPeerCommand {
     /// Usage checks for --watch and its options (64 for a bad one). True
     /// when the command line is a watch, and so needs no other check.
     func validateWatch(_ w: WatchFlags) throws(KPeerError) -> Bool {
-        let own = [(w.count != nil, "--count"), (w.duration != nil, "--duration"), (w.interval != nil, "--interval")]
+        let own = [(w.count != nil, "--count"), (w.duration != nil, "--duration"), (w.interval != nil, "--interval"),
+                   (w.attach != nil, "--attach")]
         guard w.watch else {
             if let (_, name) = own.first(where: { $0.0 }) {
                 throw KPeerError(.usage, "\(name) is for --watch", fix: "add --watch, or drop \(name)")
@@ -45,7 +66,7 @@ extension KPeerCommand {
         ]
         if let (_, name) = conflicts.first(where: { $0.0 }) {
             throw KPeerError(.usage, "--watch does not go with \(name)",
-                             fix: "--watch takes an INODE, PATH or @NAME, --pid, --type, --json, --count, --duration, --interval")
+                             fix: "--watch takes an INODE, PATH or @NAME, --pid, --type, --json, --count, --duration, --interval, --attach")
         }
         if let pid, pid <= 0 {
             throw KPeerError(.usage, "--pid \(pid) is not a process id", fix: "give a pid as ps shows it")
@@ -83,6 +104,7 @@ extension KPeerCommand {
         o.duration = w.duration
         o.interval = w.interval ?? WatchOptions.defaultInterval
         o.verbose = verbose
+        o.attach = (w.attach ?? .auto).attach
         let summary = try Watch.run(o, output: { (text) throws(KPeerError) in try Output.answer(text) },
                                     message: { Output.message($0) })
         if o.json {

@@ -55,9 +55,9 @@ struct RowVerifierTests {
             return us
         }
 
-        func verifier() throws -> RowVerifier {
+        func verifier(peerAt: Int? = nil) throws -> RowVerifier {
             let reader = ObjectReader(memory: try KernelMemory(path: try core.write()), types: types)
-            return try #require(RowVerifier(reader: reader))
+            return try #require(RowVerifier(reader: reader, peerAt: peerAt))
         }
     }
 
@@ -123,6 +123,32 @@ struct RowVerifierTests {
                     Self.row(l + 8, inode: 500, path: nil),                // not a socket's address
                     Self.row(0, inode: 701, path: nil)]
         #expect(try w.verifier().verifyAll(rows) == [true, true, true, false, false, false])
+    }
+
+    /// Told the peer offset, the check reads each row's peer word in the
+    /// same pread as sk_socket (one read fewer a row): the verdicts are the
+    /// same, and each checked row's word is what the core holds there —
+    /// lone rows (inode check) and twins (full check) alike.
+    @Test(.enabled(if: haveBTF)) func thePeerWordComesWithTheCheck() throws {
+        let w = try World()
+        let peerAt = try w.off("unix_sock", "peer")
+        let a = try w.socket(inode: 500, name: nil), b = try w.socket(inode: 501, name: nil)
+        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
+        w.core.poke(a + peerAt, b)
+        w.core.poke(b + peerAt, a)
+        w.core.poke(embryo + peerAt, 0xffff_8880_dead_0000)
+        let rows = [Self.row(a, inode: 500, state: 3, path: nil, listening: false),
+                    Self.row(b, inode: 501, state: 3, path: nil, listening: false),
+                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
+                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
+                    Self.row(Self.base + 0x30000, inode: 700, path: nil)]
+        let plain = try w.verifier().verifyAll(rows)
+        let v = try w.verifier(peerAt: Int(peerAt))
+        #expect(v.verifyAll(rows) == plain)
+        #expect(plain == [true, true, true, true, false])
+        #expect(v.peerWords[a] == b && v.peerWords[b] == a && v.peerWords[embryo] == 0xffff_8880_dead_0000)
+        // A misaligned offset is no offset: no verifier rather than torn words.
+        #expect(RowVerifier(reader: v.reader, peerAt: Int(peerAt) + 4) == nil)
     }
 
     /// A table none of whose rows verifies says the layouts are wrong (a

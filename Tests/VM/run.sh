@@ -10,7 +10,8 @@
 #      vmlinux, and guest-init.sh as /init;
 #   4. boot it, capture the serial console, judge it with check.py.
 #
-# Env: KERNELS ("6.1 6.12", or full package names), KERNEL_CACHE, KPEER_BIN
+# Env: KERNELS ("6.1 6.12", or full package names), KERNEL_CACHE, KPEER_BIN,
+# BASELINE_BIN (make bench: an earlier kpeer, put in the guest as kpeer-before)
 # (a static kpeer), VM_STALL (seconds the guest's console may stay silent before
 # the guest counts as hung; 300), VM_KEEP=1 keeps the work dir, VM_OUT (where
 # console logs are kept; Tests/VM/out).
@@ -101,6 +102,10 @@ for c in "$here"/guest.d/*.c; do
     gcc -O2 -Wall -static -o "$work/extra/$(basename "$c" .c)" "$c"
 done
 strip -o "$work/kpeer" "$KPEER_BIN"
+# make bench's baseline: an earlier kpeer, timed beside this one (bench.sh).
+if [ -n "${BASELINE_BIN:-}" ] && [ -x "$BASELINE_BIN" ]; then
+    strip -o "$work/extra/kpeer-before" "$BASELINE_BIN"
+fi
 
 passed=0
 failed=0

@@ -10,6 +10,10 @@
 #   x_watch_churn: churn's connections across processes at ~1,000 a second
 #     (WATCH_CHURN_RATE per worker, 3 workers); its logs are the truth:
 #     0 missed, 0 invented, 0 lost (watch_check).
+#   x_watch_churn_kprobe: the same with --attach kprobe, the way kpeer
+#     hooks a kernel whose BTF lacks a function (fentry needs it): every
+#     hook must say kprobe.
+#   x_watch_sigint_kprobe: and those hooks are gone after SIGINT too.
 #   x_watch_sigint, x_watch_sigterm: the signal ends the watch with its
 #     summary and status 0, and no kpw* BPF program or link is left
 #     (bpfcheck, which must first have seen them loaded).
@@ -56,12 +60,15 @@ watch_play() {
     return $status
 }
 
-watch_churn() {
+watch_churn() {  # [ATTACH]
     d=/tmp/watch-churn
     rm -rf $d && mkdir -p $d/logs
-    kpeer --watch --json -v > $d/events 2> $d/err &
+    kpeer --watch --attach "${1:-auto}" --json -v > $d/events 2> $d/err &
     k=$!
     watch_attached $d/err $k || { echo "kpeer did not attach"; cat $d/err; return 1; }
+    if [ "${1:-auto}" = kprobe ]; then
+        grep -q 'watching unix sockets with eBPF (kprobe):' $d/err || { echo "not all kprobes"; cat $d/err; kill $k; return 1; }
+    fi
     t0=$(date +%s)
     churn $d/logs "$WATCH_CHURN_SECONDS" 3 "$WATCH_CHURN_RATE" > $d/ready || { echo "churn failed"; kill $k; return 1; }
     t1=$(date +%s)
@@ -75,9 +82,9 @@ watch_churn() {
     watch_check $d/logs $d/events
 }
 
-watch_signal() {  # SIGNAL
+watch_signal() {  # SIGNAL [ATTACH]
     rm -f /tmp/ws.*
-    kpeer --watch -v > /tmp/ws.out 2> /tmp/ws.err &
+    kpeer --watch --attach "${2:-auto}" -v > /tmp/ws.out 2> /tmp/ws.err &
     k=$!
     watch_attached /tmp/ws.err $k || { echo "kpeer did not attach"; cat /tmp/ws.err; return 1; }
     bpfcheck present || { echo "bpfcheck does not see kpeer's programs"; kill -9 $k; return 1; }
@@ -98,7 +105,9 @@ watch_signal() {  # SIGNAL
 
 run x_watch_play watch_play
 run x_watch_churn watch_churn
+run x_watch_churn_kprobe watch_churn kprobe
 run x_watch_sigint watch_signal INT
+run x_watch_sigint_kprobe watch_signal INT kprobe
 run x_watch_sigterm watch_signal TERM
 run x_watch_sigkill watch_signal KILL
 
@@ -126,6 +135,23 @@ watch_bench() {
     cpu=$(echo "$summary" | sed 's/.*"cpu_seconds":\([0-9.]*\).*/\1/')
     secs=$(echo "$summary" | sed 's/.*"seconds":\([0-9.]*\).*/\1/')
     echo "bench-watch seconds=$WATCH_BENCH_SECONDS alone=$((alone / WATCH_BENCH_SECONDS))/s watched=$((watched / WATCH_BENCH_SECONDS))/s events=$((events / WATCH_BENCH_SECONDS))/s lost=$lost kpeer_cpu=${cpu}s/${secs}s"
+    # Paced: churn asked for 1,000 and 10,000 connections a second in all;
+    # what it reached, and kpeer's CPU per second of watching at that rate.
+    for want in 1000 10000; do
+        rm -rf $d/paced && mkdir -p $d/paced
+        kpeer --watch --json -v > $d/events 2> $d/err &
+        k=$!
+        watch_attached $d/err $k || { cat $d/err; return 1; }
+        churn $d/paced "$WATCH_BENCH_SECONDS" 3 $((want / 3)) > /dev/null || return 1
+        kill -INT $k
+        wait $k
+        got=$(cat $d/paced/log.* | grep -c '^P ')
+        summary=$(tail -n 1 $d/events)
+        lost=$(echo "$summary" | sed 's/.*"lost":\([0-9]*\).*/\1/')
+        cpu=$(echo "$summary" | sed 's/.*"cpu_seconds":\([0-9.]*\).*/\1/')
+        secs=$(echo "$summary" | sed 's/.*"seconds":\([0-9.]*\).*/\1/')
+        echo "bench-watch-paced seconds=$WATCH_BENCH_SECONDS asked=$want/s reached=$((got / WATCH_BENCH_SECONDS))/s lost=$lost kpeer_cpu=${cpu}s/${secs}s"
+    done
     rm -rf $d
 }
 run watch_bench watch_bench
