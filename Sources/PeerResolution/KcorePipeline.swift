@@ -267,8 +267,16 @@ struct KcorePipeline {
     /// contradicted them).
     func map(_ peers: Peers, _ rows: Rows, excluding pair: Calibration.Pair?) -> PeerMap {
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
+        // Sockets rings hold that their fdinfo does not name (RingHolders).
+        var owners = peers.owners
+        if !owners.unnamedRings.isEmpty {
+            Trace.phase("io_uring") {
+                RingHolders.name(in: &owners, reader: rows.layoutContradicted ? nil : rows.reader, entries: rows.entries,
+                                 pair: pair, procRoot: options.procRoot, identities: options.identities)
+            }
+        }
         var map = Trace.phase("map") {
-            PeerMap(entries: rows.entries, owners: peers.owners, links: peers.links, method: .kcore,
+            PeerMap(entries: rows.entries, owners: owners, links: peers.links, method: .kcore,
                     offset: peers.offset, excluding: own)
         }
         if let factReader = peers.factReader {

@@ -84,6 +84,8 @@ public struct PeerMap: Sendable {
     public var identities: [Int32: ProcessIdentity] { ownerTable.identities }
     /// io_uring rings holding unix sockets this kernel does not name (before 6.14).
     public var ringGaps: String? { ownerTable.ringGaps }
+    /// What kernel memory said about those rings (kcore method), for -v.
+    public var ringNote: String? { ownerTable.ringNote }
     /// What kernel memory told beyond the peer (kcore, when asked for):
     /// by inode, for sockets proved stable; nil when not read.
     public var facts: [UInt64: SocketFacts]? {

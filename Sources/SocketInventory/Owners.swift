@@ -66,6 +66,12 @@ public struct OwnerTable: Sendable {
     /// prints a registered file's dentry name, which for a socket is only
     /// its protocol ("UNIX-STREAM"), not its inode.
     public var unnamedRingSockets: [Int32: Int] = [:]
+    /// pid → its ring descriptors behind `unnamedRingSockets`.
+    public var unnamedRings: [Int32: [UnnamedRing]] = [:]
+    /// How many processes /proc listed (a bound for walks over them).
+    public var processCount = 0
+    /// What kernel memory said about `unnamedRings` (kcore method), for -v.
+    public var ringNote: String?
 
     public init() {}
 
@@ -129,6 +135,7 @@ public enum OwnerScan {
         let n = max(1, min(threads, OwnerScan.maxThreads, pids.count / 8 + 1))
         Parallel.run(n) { work.run(slot: $0) }
         var table = work.table()
+        table.processCount = pids.count
         table.partialPidView = inChildPidNamespace(procFD, isRealProc: procRoot == "/proc")
         return table
     }
@@ -224,6 +231,7 @@ final class ScanWork: @unchecked Sendable {
         var vias: [(at: Int, via: HoldKind)] = []
         var identities: [(pid: Int32, identity: ProcessIdentity)] = []
         var unnamedRingSockets: [(pid: Int32, count: Int)] = []
+        var unnamedRings: [(pid: Int32, ring: UnnamedRing)] = []
     }
 
     let procRoot: String
@@ -385,6 +393,10 @@ final class ScanWork: @unchecked Sendable {
             guard let info = ProcessIdentity.contents(pidFD, name) else { continue }
             let files = RingFiles.parse(info)
             unnamed += files.unnamedUnix
+            if files.unnamedUnix > 0 {
+                mine.unnamedRings.append((pid, UnnamedRing(fd: r.fd, tid: r.tid, registered: files.registered,
+                                                           unnamedUnix: files.unnamedUnix)))
+            }
             for (slot, inode) in files.sockets where held.insert(inode).inserted {
                 mine.vias.append((mine.inodes.count, .ioUring(slot: slot)))
                 record(inode, pid, r.fd, pidFD, into: &mine)
@@ -528,6 +540,7 @@ final class ScanWork: @unchecked Sendable {
         for f in found {
             for (pid, id) in f.identities { table.identities[pid] = id }
             for (pid, n) in f.unnamedRingSockets { table.unnamedRingSockets[pid] = n }
+            for (pid, r) in f.unnamedRings { table.unnamedRings[pid, default: []].append(r) }
             // A thread's triples come process by process, in the order of
             // its `procs`: the name is found by walking both together.
             var p = -1

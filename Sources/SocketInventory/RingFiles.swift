@@ -66,3 +66,21 @@ public struct RingFiles: Equatable, Sendable {
         return decimal(name.dropFirst(prefix.count).dropLast())
     }
 }
+
+/// A ring descriptor whose fdinfo names registered unix sockets only by
+/// protocol (RingFiles.unnamedUnix): where the kcore method looks for them
+/// in kernel memory (PeerResolution's RingHolders).
+public struct UnnamedRing: Equatable, Sendable {
+    /// The ring's descriptor, in the process's table (tid 0) or in the
+    /// own table of thread `tid`.
+    public var fd: Int32
+    public var tid: Int32
+    /// The fdinfo's `UserFiles:` count, which the ring's table in memory must match.
+    public var registered: Int
+    /// Its unix sockets the fdinfo named only by protocol.
+    public var unnamedUnix: Int
+
+    public init(fd: Int32, tid: Int32 = 0, registered: Int, unnamedUnix: Int) {
+        self.fd = fd; self.tid = tid; self.registered = registered; self.unnamedUnix = unnamedUnix
+    }
+}

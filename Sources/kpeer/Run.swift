@@ -190,6 +190,7 @@ extension KPeerCommand {
             line += "; in pid namespace \(ProcessIdentity.label(pidNamespace: ns)): processes of other namespaces are not seen"
         }
         Output.message(line + "\n")
+        if let ring = map.ringNote { Output.message("kpeer: \(ring)\n") }
     }
 
     /// -v with INODE or PATH: who each holder printed is (how it holds the

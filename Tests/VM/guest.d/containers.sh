@@ -54,18 +54,46 @@ if kpeer --help 2>&1 | grep -q -- '--netns'; then
     for m in kcore netlink; do run "x_ctr_inside_$m" ctr_inside $m; done
 
     # A socket only an io_uring ring holds: `kpeer OTHER` names the process
-    # where the kernel names the socket, else says why it cannot (io_uring).
+    # through its ring (fd RING, slot 0). Where the ring's fdinfo names the
+    # socket (6.14 on) both methods do; before, the kcore method reads the
+    # ring's table from kernel memory (RingHolders) and the netlink method
+    # says why it cannot (io_uring). With the kcore method INODE, -v,
+    # --all, -e and --json all show that holder, and no ring gap is left.
     ctr_uring() {  # METHOD
         other=$(awk '$1 == "other" { print $2 }' /tmp/ctr.uring)
+        reg=$(awk '$1 == "registered" { print $2 }' /tmp/ctr.uring)
+        ring=$(awk '$1 == "ring" { print $2 }' /tmp/ctr.uring)
         pid=$(awk '$1 == "pid" { print $2 }' /tmp/ctr.uring)
         kpeer --method "$1" "$other" > /tmp/ctr.out 2> /tmp/ctr.err
         status=$?
         cat /tmp/ctr.out /tmp/ctr.err
-        if grep -q '^named 1$' /tmp/ctr.uring; then
-            [ $status = 0 ] && [ "$(cat /tmp/ctr.out)" = "$pid containers" ]
-        else
+        if [ "$1" = netlink ] && ! grep -q '^named 1$' /tmp/ctr.uring; then
             [ $status != 0 ] && grep -q io_uring /tmp/ctr.err
+            return
         fi
+        [ $status = 0 ] && [ "$(cat /tmp/ctr.out)" = "$pid containers" ] || return 1
+        kpeer --method "$1" -v "$other" > /tmp/ctr.out 2> /tmp/ctr.err || return 1
+        cat /tmp/ctr.err
+        grep -qx "kpeer: process $pid (containers) holds it through io_uring fd $ring slot 0" /tmp/ctr.err || return 1
+        ! grep -q 'do not name\|does not name' /tmp/ctr.err || return 1
+        if ! grep -q '^named 1$' /tmp/ctr.uring; then
+            grep -q "^kpeer: io_uring: kernel memory named 1 of the 1 unix socket" /tmp/ctr.err || return 1
+        fi
+        kpeer --method "$1" --all > /tmp/ctr.all || return 1
+        line=$(awk -v i="$reg" '$7 == i' /tmp/ctr.all)
+        echo "$line"
+        echo "$line" | grep -q " $pid/containers " || return 1
+        kpeer --method "$1" --all -e > /tmp/ctr.all || return 1
+        line=$(awk -v i="$reg" '$7 == i' /tmp/ctr.all)
+        echo "$line"
+        echo "$line" | grep -qE " io_uring:0( |$)" || return 1
+        kpeer --method "$1" --all --json > /tmp/ctr.json || return 1
+        line=$(grep "\"inode\":$reg," /tmp/ctr.json)
+        echo "$line"
+        echo "$line" | grep -q "\"owners\":\[{\"pid\":$pid,\"name\":\"containers\",\"fd\":$ring,\"via\":\"io_uring\",\"slot\":0" || return 1
+        kpeer --method "$1" "$reg" --json > /tmp/ctr.json || return 1
+        cat /tmp/ctr.json
+        grep -q "\"fd\":$ring,\"via\":\"io_uring\",\"slot\":0" /tmp/ctr.json
     }
     for m in kcore netlink; do run "x_ctr_uring_$m" ctr_uring $m; done
 
