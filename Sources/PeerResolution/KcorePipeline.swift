@@ -223,9 +223,17 @@ struct KcorePipeline {
             let at = offset.value
             resolver.readPeers = { rows in
                 Trace.phase("kernel objects") {
-                    let read = factReader.factsAndPeers(rows, peerOffset: at)
-                    scanned.rawFacts = read.map(\.facts)
-                    return read.map(\.peer)
+                    var words = [UInt64?](repeating: nil, count: rows.count)
+                    var facts: [SocketFacts?] = []
+                    facts.reserveCapacity(rows.count)
+                    for (i, e) in rows.enumerated() {
+                        guard e.address != 0 else { facts.append(SocketFacts()); continue }
+                        let (f, w) = factReader.factsAndPeer(e, peerOffset: at)
+                        facts.append(f)
+                        words[i] = w
+                    }
+                    scanned.rawFacts = facts
+                    return words
                 }
             }
             resolver.onStable = { stable in

@@ -66,7 +66,7 @@ final class RowVerifier {
     }
 
     /// Every row. Each must be the unix socket of its inode (`sk_socket`'s
-    /// inode; none for an embryo): two small reads, batched. A row that shares its
+    /// inode; none for an embryo): two 8-byte reads. A row that shares its
     /// inode or its address with another (one of them forged: a real
     /// socket is listed once) must also agree on family, type, namespace
     /// and name, read in full. Reading every row in full costs several
@@ -83,50 +83,38 @@ final class RowVerifier {
             if e.inode != 0 { inodes[e.inode, default: 0] += 1 }
             addresses[e.address, default: 0] += 1
         }
-        var ok = [Bool](repeating: false, count: entries.count)
-        var lone: [Int] = []
-        for (i, e) in entries.enumerated() {
+        return entries.map { e in
             let twin = (e.inode != 0 && inodes[e.inode]! > 1) || addresses[e.address]! > 1
-            if twin { ok[i] = (try? fullCheck(e)) ?? false } else { lone.append(i) }
+            let ok = (try? (twin ? fullCheck(e) : inodeCheck(e))) ?? false
+            if ok { passed += 1 } else { failed += 1 }
+            return ok
         }
-        for (i, verdict) in zip(lone, inodeChecks(lone.map { entries[$0] })) { ok[i] = verdict }
-        for v in ok { if v { passed += 1 } else { failed += 1 } }
-        return ok
     }
 
-    /// The socket at each row's address has the row's inode: `sk_socket`
-    /// (with `peer`, when told where it is) in one read, then the inode
-    /// behind it; both levels batched (KernelMemory.readMany), since
-    /// neighbouring sockets share slab pages.
-    private func inodeChecks(_ rows: [UnixSocketEntry]) -> [Bool] {
+    /// The socket at the row's address has the row's inode.
+    private func inodeCheck(_ e: UnixSocketEntry) throws(KPeerError) -> Bool {
         let memory = reader.memory
-        let lo = min(at.socket, peerAt ?? at.socket), hi = max(at.socket, peerAt ?? at.socket) + 8
-        var socket = [UInt64?](repeating: nil, count: rows.count)
-        let spans = rows.map { e in
-            e.address == 0 ? KernelMemory.Request(0, count: 0) : KernelMemory.Request(e.address &+ UInt64(lo), count: hi - lo)
-        }
-        memory.readMany(spans) { i, bytes in
-            guard let bytes else { return }
-            socket[i] = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at.socket - lo, as: UInt64.self))
-            if let peerAt {
-                peerWords[rows[i].address] = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: peerAt - lo, as: UInt64.self))
+        guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return false }
+        let socket: UInt64
+        if let peerAt {
+            // sk_socket and peer in one read: a pread costs far more than
+            // the few hundred bytes between them.
+            let lo = min(at.socket, peerAt), hi = max(at.socket, peerAt) + 8
+            guard memory.contains(e.address &+ UInt64(hi - 1)) else { return false }
+            var words = (socket: UInt64(0), peer: UInt64(0))
+            try withUnsafeTemporaryAllocation(byteCount: hi - lo, alignment: 8) { (b: UnsafeMutableRawBufferPointer) throws(KPeerError) in
+                try memory.read(e.address &+ UInt64(lo), into: b)
+                words = (UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at.socket - lo, as: UInt64.self)),
+                         UInt64(littleEndian: b.loadUnaligned(fromByteOffset: peerAt - lo, as: UInt64.self)))
             }
+            socket = words.socket
+            peerWords[e.address] = words.peer
+        } else {
+            socket = try memory.readWord(e.address &+ UInt64(at.socket))
         }
-        var ok = [Bool](repeating: false, count: rows.count)
-        var inodeAt = [KernelMemory.Request](repeating: .init(0, count: 0), count: rows.count)
-        for (i, e) in rows.enumerated() {
-            guard let s = socket[i] else { continue }
-            if s == 0 {
-                ok[i] = e.inode == 0  // an embryo has no socket, and no inode
-            } else if e.inode != 0 {
-                inodeAt[i] = .init(s &+ UInt64(at.inode), count: 8)
-            }
-        }
-        memory.readMany(inodeAt) { i, bytes in
-            guard let bytes else { return }
-            ok[i] = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self)) == rows[i].inode
-        }
-        return ok
+        if socket == 0 { return e.inode == 0 }  // an embryo has no socket, and no inode
+        guard e.inode != 0, memory.contains(socket &+ UInt64(at.inode)) else { return false }
+        return try memory.readWord(socket &+ UInt64(at.inode)) == e.inode
     }
 
     private func le(_ b: [UInt8], _ at: Int, _ size: Int) -> UInt64 {

@@ -148,21 +148,6 @@ final class FactReader {
     /// The facts and the peer word (at `peerOffset`) of one row from one
     /// read of its unix_sock: what KcoreResolver would read with a pread of
     /// its own comes with the rest.
-    /// factsAndPeer for every row, the unix_socks' snapshots read together
-    /// (ObjectReader.snapshots): rows without an address get empty facts.
-    func factsAndPeers(_ rows: [UnixSocketEntry], peerOffset: Int?) -> [(facts: SocketFacts, peer: UInt64?)] {
-        let length = max(span, (peerOffset ?? 0) + 8)
-        let objects = reader.snapshots(at: rows.map(\.address), type: "unix_sock", length: length)
-        return rows.indices.map { i in
-            let e = rows[i]
-            guard e.address != 0 else { return (SocketFacts(), nil) }
-            guard let us = objects[i] else {
-                return (SocketFacts(), peerOffset.flatMap { try? reader.memory.readWord(e.address &+ UInt64($0)) })
-            }
-            return (facts(e, us), peerOffset.flatMap { try? us.unsigned64(at: $0) })
-        }
-    }
-
     func factsAndPeer(_ e: UnixSocketEntry, peerOffset: Int?) -> (facts: SocketFacts, peer: UInt64?) {
         let length = max(span, (peerOffset ?? 0) + 8)
         guard let us = try? reader.snapshot(at: e.address, type: "unix_sock", length: length) else {
