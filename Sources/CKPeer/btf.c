@@ -291,9 +291,8 @@ int kp_btf_fd_member_offsets(int fd, const char *path, const char *type, const c
     *struct_size = 0;
     if (also_offset) *also_offset = UINT64_MAX;
     libbpf_set_print(quiet);
-    struct stat st;  // a FIFO would block libbpf's read forever
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        return kp_fail(err, KP_EFORMAT, 0, "%s is not a regular file", path);
+    int rc = kp_check_regular(fd, path, err);  // a FIFO would block libbpf's read forever
+    if (rc != 0) return rc;
     // libbpf parses only by name: /proc/self/fd/N is this descriptor's own
     // file (even unlinked or renamed since), never what the path names now.
     char self[64];

@@ -29,11 +29,16 @@ int kp_open_regular(const char *path, kp_error *err) {
         kp_fail(err, KP_EIO, errno, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (kp_check_regular(fd, path, err) != 0) {
         close(fd);
-        kp_fail(err, KP_ENOTELF, 0, "%s is not a regular file", path);
         return -1;
     }
     return fd;
+}
+
+int kp_check_regular(int fd, const char *path, kp_error *err) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return kp_fail(err, KP_ENOTREG, 0, "%s is not a regular file", path);
+    return 0;
 }

@@ -364,11 +364,11 @@ int kp_types_open_fd(int fd, const char *path, int dwarf, kp_types **out, kp_err
     h->fd = -1;
     h->dwarf = dwarf;
     snprintf(h->path, sizeof h->path, "%s", path);
-    struct stat st;  // a FIFO would block the parsers' reads forever
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int rc = kp_check_regular(fd, path, err);  // a FIFO would block the parsers' reads forever
+    if (rc != 0) {
         close(fd);
         free(h);
-        return kp_fail(err, KP_ENOTELF, 0, "%s is not a regular file", path);
+        return rc;
     }
     if (!dwarf) {
         libbpf_set_print(quiet);

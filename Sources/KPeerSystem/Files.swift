@@ -6,7 +6,7 @@ public enum Files {
     /// Reads a whole file (relative to `directory` when given).
     public static func read(_ path: String, relativeTo directory: Int32 = AT_FDCWD) throws(KPeerError) -> [UInt8] {
         let fd = openat(directory, path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .system("cannot open", path: path, errno: errno) }
+        if fd < 0 { throw .cannotOpen(path, errno: errno) }
         defer { close(fd) }
         return try readAll(fd: fd, path: path)
     }
@@ -40,7 +40,7 @@ public enum Files {
             let n = Glibc.read(fd, base + count, capacity - count)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .system("cannot read", path: path, errno: errno)
+                throw .cannotRead(path, errno: errno)
             }
             if n == 0 { return body(UnsafeBufferPointer(start: base, count: count)) }
             count += n
@@ -50,7 +50,7 @@ public enum Files {
     /// `withContents` of the file at `path`.
     public static func withContents<T>(_ path: String, _ body: (UnsafeBufferPointer<UInt8>) -> T) throws(KPeerError) -> T {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .system("cannot open", path: path, errno: errno) }
+        if fd < 0 { throw .cannotOpen(path, errno: errno) }
         defer { close(fd) }
         return try withContents(fd: fd, path: path, body)
     }

@@ -61,11 +61,18 @@ public struct KPeerError: Error, CustomStringConvertible, Equatable, Sendable {
     public var problem: String
     /// What to do about it, when there is something to do.
     public var fix: String?
+    /// The errno of the failed call behind it, when there was one.
+    public var errno: Int32?
+    /// The file it is about (or the kernel object a syscall failed on), as
+    /// `problem` names it, when there is one.
+    public var path: String?
 
-    public init(_ kind: Kind, _ problem: String, fix: String? = nil) {
+    public init(_ kind: Kind, _ problem: String, fix: String? = nil, errno: Int32? = nil, path: String? = nil) {
         self.kind = kind
         self.problem = problem
         self.fix = fix
+        self.errno = errno
+        self.path = path
     }
 
     public var description: String {
@@ -75,38 +82,92 @@ public struct KPeerError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// The status kpeer exits with (see `exitStatuses`).
     public var exitStatus: Int32 { kind.rawValue }
+}
 
-    /// An error from a failed syscall on `path`, classified by errno.
-    public static func system(_ what: String, path: String, errno code: Int32) -> KPeerError {
-        let reason = String(cString: strerror(code))
-        switch code {
-        case EACCES, EPERM:
-            return KPeerError(.permission, "\(what) \(path): \(reason)", fix: "run kpeer as root")
-        case ENOENT:
-            return KPeerError(.unavailable, "\(what) \(path): \(reason)")
-        default:
-            return KPeerError(.io, "\(what) \(path): \(reason)")
+// MARK: errno, classified once
+
+extension KPeerError {
+    /// What a file is to kpeer, which decides what its absence means.
+    public enum FileRole: Sendable {
+        /// A file kpeer looks for itself (/proc, /sys): missing means the
+        /// kernel lacks the feature.
+        case system
+        /// A file given to --kcore, --btf or --dwarf: missing is a bad file.
+        case input
+        /// The socket file or namespace file asked about: missing (or any
+        /// failure but permission) means there is no such thing.
+        case target
+    }
+
+    /// The one place errno becomes a kind.
+    public static func kind(errno code: Int32, of role: FileRole) -> Kind {
+        if code == EACCES || code == EPERM { return .permission }
+        switch role {
+        case .system: return code == ENOENT ? .unavailable : .io
+        case .input: return code == ENOENT ? .badFile : .io
+        case .target: return .notFound
         }
+    }
+
+    static func reason(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    /// A failed syscall on `path` (a file kpeer looks for itself, or a
+    /// kernel object such as sock_diag): "WHAT PATH: REASON".
+    public static func system(_ what: String, path: String, errno code: Int32) -> KPeerError {
+        let kind = kind(errno: code, of: .system)
+        return KPeerError(kind, "\(what) \(path): \(reason(code))", fix: kind == .permission ? "run kpeer as root" : nil,
+                          errno: code, path: path)
+    }
+
+    /// open(2) of `path` failed.
+    public static func cannotOpen(_ path: String, errno code: Int32) -> KPeerError {
+        system("cannot open", path: path, errno: code)
+    }
+
+    /// read(2) of `path` failed.
+    public static func cannotRead(_ path: String, errno code: Int32) -> KPeerError {
+        system("cannot read", path: path, errno: code)
+    }
+
+    /// The file the user asked about (`shown`, escaped) cannot be reached
+    /// by `what` (stat, open): there is no such socket or namespace (2),
+    /// unless kpeer may not look (77).
+    public static func unreachable(_ shown: String, by what: String, errno code: Int32, fix: String) -> KPeerError {
+        if kind(errno: code, of: .target) == .permission { return system(what, path: shown, errno: code) }
+        return KPeerError(.notFound, "\(shown): \(reason(code))", fix: fix, errno: code, path: shown)
+    }
+
+    // MARK: recurring cases
+
+    /// No unix socket has this inode (2).
+    public static func noSocket(inode: UInt64) -> KPeerError {
+        KPeerError(.notFound, "no unix socket has inode \(inode)", fix: "list them with kpeer --all")
+    }
+
+    /// What only root may do (77): "run kpeer as root", or `otherwise`.
+    public static func needsRoot(_ problem: String, otherwise: String? = nil) -> KPeerError {
+        KPeerError(.permission, problem, fix: "run kpeer as root" + (otherwise.map { ", or \($0)" } ?? ""))
+    }
+
+    /// A file the user gave that is not a regular file (65): a FIFO or a
+    /// device would block or never end.
+    public static func notRegularFile(_ path: String, isDirectory: Bool = false, fix: String? = nil) -> KPeerError {
+        KPeerError(.badFile, "\(path) is \(isDirectory ? "a directory" : "not a regular file")", fix: fix, path: path)
     }
 }
 
 import CKPeer
 
 extension KPeerError {
-    /// Turns a failure reported by the C shim into a KPeerError. Problems
-    /// with a file's content are `.badFile`; `fix` says what to give instead.
-    public init(_ err: kp_error, fix: String? = nil) {
+    /// Turns a failure reported by the C shim into a KPeerError. The C
+    /// shim opens only files the user gave or struct layouts come from, so
+    /// a missing one is a bad file; problems with a file's content are
+    /// `.badFile` too; `fix` says what to give instead.
+    public init(_ err: kp_error, path: String? = nil, fix: String? = nil) {
         let message = withUnsafeBytes(of: err.message) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
-        let kind: Kind
-        switch err.code {
-        case Int32(KP_EIO):
-            kind = (err.err_errno == EACCES || err.err_errno == EPERM) ? .permission
-                : (err.err_errno == ENOENT ? .badFile : .io)
-        default:
-            kind = .badFile
-        }
-        self.init(kind, message, fix: fix)
+        let kind: Kind = err.code == Int32(KP_EIO) ? Self.kind(errno: err.err_errno, of: .input) : .badFile
+        self.init(kind, message, fix: fix, errno: err.err_errno != 0 ? err.err_errno : nil, path: path)
     }
 }

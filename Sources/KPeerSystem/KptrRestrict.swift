@@ -20,8 +20,8 @@ public enum KptrRestrict {
         if rc != 0 {
             let code = -rc
             if code == EACCES || code == EPERM || code == EROFS {
-                throw KPeerError(.permission, "cannot raise \(path) from 0 to 1 to read socket addresses",
-                                 fix: "run kpeer as root, or set it yourself: sysctl kernel.kptr_restrict=1")
+                throw .needsRoot("cannot raise \(path) from 0 to 1 to read socket addresses",
+                                 otherwise: "set it yourself: sysctl kernel.kptr_restrict=1")
             }
             throw KPeerError.system("cannot use", path: path, errno: code)
         }

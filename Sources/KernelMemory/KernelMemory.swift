@@ -23,6 +23,9 @@ public final class KernelMemory {
         }
     }
 
+    /// The live kernel's memory; any other path is a core file the user gave.
+    public static let procKcore = "/proc/kcore"
+
     public let path: String
     /// PT_LOAD segments sorted by address.
     public let segments: [Segment]
@@ -30,31 +33,32 @@ public final class KernelMemory {
     /// pread calls made so far (for tests).
     public private(set) var preads = 0
 
-    public init(path: String = "/proc/kcore") throws(KPeerError) {
+    public init(path: String = procKcore) throws(KPeerError) {
         self.path = path
         // O_NONBLOCK: a FIFO given as --kcore must fail, not wait for a writer.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             let code = errno
-            switch code {
-            case ENOENT where path == "/proc/kcore":
-                throw KPeerError(.unavailable, "this kernel has no /proc/kcore (CONFIG_PROC_KCORE is off)",
-                                 fix: "use --method netlink, or a kernel built with CONFIG_PROC_KCORE=y")
-            case EACCES, EPERM:
-                throw KPeerError(.permission, "cannot open \(path): \(String(cString: strerror(code)))",
-                                 fix: Host.isRoot ? "kernel lockdown or a security module denies it; use --method netlink"
-                                                  : "run kpeer as root (reading kernel memory needs CAP_SYS_RAWIO)")
-            case ENOENT:
-                throw KPeerError(.badFile, "\(path) does not exist", fix: "give --kcore an ELF core file")
+            let given = path != Self.procKcore
+            switch KPeerError.kind(errno: code, of: given ? .input : .system) {
+            case .unavailable:  // ENOENT of /proc/kcore itself
+                throw .noKcore
+            case .permission:
+                var e = KPeerError.cannotOpen(path, errno: code)
+                e.fix = Host.isRoot ? "kernel lockdown or a security module denies it; use --method netlink"
+                                    : "run kpeer as root (reading kernel memory needs CAP_SYS_RAWIO)"
+                throw e
+            case .badFile:
+                throw KPeerError(.badFile, "\(path) does not exist", fix: "give --kcore an ELF core file", errno: code, path: path)
             default:
-                throw KPeerError.system("cannot open", path: path, errno: code)
+                throw .cannotOpen(path, errno: code)
             }
         }
         var st = stat()
         if fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG {
             close(fd)
-            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file"
-            throw KPeerError(.badFile, "\(path) is \(what)", fix: "give --kcore an ELF core file such as /proc/kcore")
+            throw .notRegularFile(path, isDirectory: (st.st_mode & S_IFMT) == S_IFDIR,
+                                  fix: "give --kcore an ELF core file such as /proc/kcore")
         }
         var raw: UnsafeMutablePointer<kp_segment>?
         var count = 0
@@ -62,8 +66,8 @@ public final class KernelMemory {
         let rc = kp_core_segments(fd, &raw, &count, &err)
         if rc != 0 {
             close(fd)
-            var e = KPeerError(err, fix: "give --kcore an ELF core file such as /proc/kcore")
-            e.problem = "\(path): \(e.problem)"
+            var e = KPeerError(err, path: path, fix: "give --kcore an ELF core file such as /proc/kcore")
+            e.problem = "\(path): \(e.problem)"  // the C side names no file
             throw e
         }
         defer { free(raw) }
@@ -76,7 +80,7 @@ public final class KernelMemory {
         self.segments = segs.sorted { $0.vaddr < $1.vaddr }
         if segments.isEmpty {
             close(fd)
-            throw KPeerError(.badFile, "\(path) has no PT_LOAD segments", fix: "give --kcore an ELF core file with memory in it")
+            throw KPeerError(.badFile, "\(path) has no PT_LOAD segments", fix: "give --kcore an ELF core file with memory in it", path: path)
         }
     }
 
@@ -141,13 +145,20 @@ public final class KernelMemory {
             preads += 1
             if n < 0 {
                 if errno == EINTR { continue }
-                throw KPeerError.system("cannot read", path: path, errno: errno)
+                throw .cannotRead(path, errno: errno)
             }
             if n == 0 {
                 throw KPeerError(.badFile, "\(path) is shorter than its program headers say",
-                                 fix: "give --kcore a complete ELF core file")
+                                 fix: "give --kcore a complete ELF core file", path: path)
             }
             done += n
         }
     }
+}
+
+extension KPeerError {
+    /// This kernel has no /proc/kcore (69): the kcore method cannot work.
+    public static let noKcore = KPeerError(.unavailable, "this kernel has no /proc/kcore (CONFIG_PROC_KCORE is off)",
+                                           fix: "use --method netlink, or a kernel built with CONFIG_PROC_KCORE=y",
+                                           errno: ENOENT, path: KernelMemory.procKcore)
 }

@@ -11,6 +11,8 @@ public struct OffsetReport: Sendable {
         public var value: Int?
         /// The file or method behind the value, or why there is none.
         public var detail: String
+        /// Why there is none, when a source failed.
+        public var error: KPeerError?
     }
 
     public var lines: [Line] = []
@@ -27,7 +29,7 @@ public struct OffsetReport: Sendable {
         if let inode, OwnerScan.scan(procRoot: options.procRoot).owners(of: inode).isEmpty,
            let own = Files.readIfPresent("\(options.procRoot)/self/net/unix"),
            !ProcNetUnix.parse(own, netns: 0).contains(where: { $0.inode == inode }) {
-            throw KPeerError(.notFound, "no unix socket has inode \(inode)", fix: "list them with kpeer --all")
+            throw .noSocket(inode: inode)
         }
         var report = OffsetReport()
         func attempt(_ source: OffsetSource, _ body: () throws(KPeerError) -> MemberOffset) {
@@ -35,7 +37,7 @@ public struct OffsetReport: Sendable {
                 let o = try body()
                 report.lines.append(Line(source: source, value: o.value, detail: o.origin))
             } catch {
-                report.lines.append(Line(source: source, value: nil, detail: error.problem))
+                report.lines.append(Line(source: source, value: nil, detail: error.problem, error: error))
             }
         }
         if let v = options.offset {
@@ -55,9 +57,8 @@ public struct OffsetReport: Sendable {
                                      detail: "no vmlinux with debug info (give --dwarf, or install linux-image-\(Host.kernelRelease)-dbg)"))
         }
         attempt(.calibration) { () throws(KPeerError) in try calibrate(options, on: inode) }
-        if inode != nil, let cal = report.lines.last, cal.value == nil, cal.detail.hasPrefix("no unix socket") {
-            throw KPeerError(.notFound, cal.detail, fix: "list them with kpeer --all")
-        }
+        // The inode vanished before calibration read the tables: still 2.
+        if inode != nil, let failed = report.lines.last?.error, failed.kind == .notFound { throw failed }
         return report
     }
 
@@ -71,7 +72,7 @@ public struct OffsetReport: Sendable {
         try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: "")).checkAddresses(entries)
         if let inode {
             guard let e = entries.first(where: { $0.inode == inode }) else {
-                throw KPeerError(.notFound, "no unix socket has inode \(inode)")
+                throw .noSocket(inode: inode)
             }
             return try Calibration.offset(memory: memory, socket: e.address, entries: entries,
                                           confirm: try? Calibration.addresses(of: pair, in: entries),

@@ -199,75 +199,91 @@ public struct PeerMap: Sendable {
     /// when kernel memory was read for it (SocketFacts.carrying).
     public func inFlight(_ inode: UInt64) -> UInt64? { inFlightTo[inode] }
 
-    /// The original `socket_peer INODE`: the processes holding the peer, or
-    /// an error saying why there are none.
-    public func peerOwners(of inode: UInt64) throws(KPeerError) -> [Owner] {
-        if ambiguous.contains(inode) {
-            throw KPeerError(.refused, "inode \(inode) names more than one live socket (the kernel's 32-bit inode counter has wrapped): kpeer cannot tell which one a process holds",
-                             fix: "ask for the other end by its own inode, or by the path or @name it is bound to")
-        }
-        guard let s = self[inode] else {
-            throw KPeerError(.notFound, "no unix socket has inode \(inode)", fix: "list them with kpeer --all")
-        }
-        if let p = linkedToAmbiguous[inode] {
-            throw KPeerError(.refused, "the peer of \(inode) has inode \(p), which names more than one live socket (the kernel's 32-bit inode counter has wrapped): kpeer cannot tell which one a process holds",
-                             fix: "look the socket up by the path or @name it is bound to, if any")
-        }
+    /// The original `socket_peer INODE`: the processes holding the peer,
+    /// or the facts of why there are none (Rendering words them as the
+    /// error kpeer exits with).
+    public func peerAnswer(of inode: UInt64) -> PeerAnswer {
+        if ambiguous.contains(inode) { return .none(.ambiguous) }
+        guard let s = self[inode] else { return .none(.noSocket) }
+        if let p = linkedToAmbiguous[inode] { return .none(.peerAmbiguous(peer: p)) }
         if let p = s.peer {
             let owners = self.owners(of: p)
-            if owners.isEmpty {
-                if let r = inFlight(p) {
-                    throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process: it is in flight in an SCM_RIGHTS message queued on socket \(r), held by \(describe(self.owners(of: r)))",
-                                     fix: "that process has not received it yet")
-                }
-                if let rings = ownerTable.ringGaps {
-                    throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process kpeer can see; \(rings)",
-                                     fix: "one of those rings may hold it; Linux 6.14 and later say which")
-                }
-                // An owner scan that could not see everything proves nothing
-                // by finding nobody.
-                if let gaps = ownerGaps {
-                    throw KPeerError(.permission, "the peer of \(inode) is socket \(p), held by no process kpeer could see: \(gaps)",
-                                     fix: "run kpeer as root in the initial user and pid namespaces to see every holder")
-                }
-                if facts != nil && factsUnavailable["in_flight"] == nil && factsUnavailable["all"] == nil {
-                    throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process kpeer can see, and is in flight in no queue kernel memory shows",
-                                     fix: "it is being closed, or held where kpeer cannot look (another pid namespace); try again")
-                }
-                throw KPeerError(.peerUnheld, "the peer of \(inode) (inode \(p)) is held by no process kpeer can see",
-                                 fix: "it may be in flight in an SCM_RIGHTS message or being closed (kpeer -v with the kcore method says which)")
+            guard owners.isEmpty else { return .owners(owners) }
+            if let r = inFlight(p) { return .none(.peerUnheld(peer: p, .inFlight(on: r, holders: self.owners(of: r)))) }
+            if let rings = ownerTable.ringGaps { return .none(.peerUnheld(peer: p, .inRing(rings))) }
+            // An owner scan that could not see everything proves nothing
+            // by finding nobody.
+            if let gaps = ownerGaps { return .none(.peerUnheld(peer: p, .unseen(gaps))) }
+            if facts != nil && factsUnavailable["in_flight"] == nil && factsUnavailable["all"] == nil {
+                return .none(.peerUnheld(peer: p, .inFlightNowhere))
             }
-            return owners
+            return .none(.peerUnheld(peer: p, .unknown))
         }
         if let l = s.pendingOn {
-            let holders = describe(self.owners(of: l))
-            let path = self[l]?.entry.path.map { " (\($0.display))" } ?? ""
-            throw KPeerError(.peerUnheld, "\(inode) is waiting in the accept queue of listener \(l)\(path) held by \(holders)",
-                             fix: "that process has not accept()ed the connection yet")
+            return .none(.pending(listener: l, path: self[l]?.entry.path, holders: self.owners(of: l)))
         }
-        if unverified.contains(inode) {
-            throw KPeerError(.refused, "the peer of \(inode) could not be verified (the socket changed while kpeer read it, or its pointer failed the self-check)",
-                             fix: "run kpeer again, or use --method netlink")
-        }
+        if unverified.contains(inode) { return .none(.unverified) }
         switch s.entry.state {
         case .listening:
-            throw KPeerError(.noPeer, "\(inode) is a listening socket with \(s.pending.count) pending client(s); it has no peer",
-                             fix: "its accepted connections are separate sockets: see kpeer --all")
+            return .none(.listening(pending: s.pending.count))
         case .connected where s.entry.type == .stream || s.entry.type == .seqpacket:
             // socket->state stays SS_CONNECTED after the other end closes
             // (ss: ESTAB, peer 0); only its holder's close ends it.
-            throw KPeerError(.noPeer, "\(inode) was connected, but its peer has closed",
-                             fix: "the process holding it has not closed its end yet")
+            return .none(.peerClosed)
         default:
-            if !s.senders.isEmpty {
-                let list = s.senders.map { "\($0) (\(describe(self.owners(of: $0))))" }.joined(separator: ", ")
-                throw KPeerError(.noPeer, "\(inode) has no peer of its own; sockets sending to it: \(list)")
-            }
-            throw KPeerError(.noPeer, "\(inode) is not connected to any socket")
+            if !s.senders.isEmpty { return .none(.receivesFrom(s.senders.map { .init(inode: $0, holders: self.owners(of: $0)) })) }
+            return .none(.unconnected)
         }
     }
+}
 
-    private func describe(_ owners: [Owner]) -> String {
-        owners.isEmpty ? "no process" : owners.map(\.label).joined(separator: ",")
+/// What `kpeer INODE` found: the peer's holders, or why there are none.
+public enum PeerAnswer: Sendable, Equatable {
+    case owners([Owner])
+    case none(NoPeer)
+}
+
+/// Why `kpeer INODE` names no process, as facts; each has one exit status
+/// and one sentence (Rendering's KPeerError(_:inode:)).
+public enum NoPeer: Sendable, Equatable {
+    /// The inode names more than one live socket (the 32-bit counter wrapped).
+    case ambiguous
+    /// No unix socket has the inode.
+    case noSocket
+    /// The peer's inode names more than one live socket.
+    case peerAmbiguous(peer: UInt64)
+    /// The peer exists, but no process is seen holding it.
+    case peerUnheld(peer: UInt64, Unheld)
+    /// A client not accepted yet, in the queue of `listener`.
+    case pending(listener: UInt64, path: SocketPath?, holders: [Owner])
+    /// The peer pointer could not be verified (PeerLinks.unverified).
+    case unverified
+    /// A listening socket, with `pending` clients waiting.
+    case listening(pending: Int)
+    /// A connected stream or seqpacket socket whose peer has closed.
+    case peerClosed
+    /// No peer of its own, but sockets send to it (datagrams).
+    case receivesFrom([Socket])
+    /// Not connected to any socket.
+    case unconnected
+
+    /// A socket and the processes holding it.
+    public struct Socket: Sendable, Equatable {
+        public var inode: UInt64
+        public var holders: [Owner]
+    }
+
+    /// What is known of a peer no process is seen holding.
+    public enum Unheld: Sendable, Equatable {
+        /// In flight in an SCM_RIGHTS message queued on socket `on`.
+        case inFlight(on: UInt64, holders: [Owner])
+        /// io_uring rings this kernel does not name may hold it (OwnerTable.ringGaps).
+        case inRing(String)
+        /// The owner scan could not see every process (OwnerTable.gaps).
+        case unseen(String)
+        /// Kernel memory was read and shows it in flight nowhere.
+        case inFlightNowhere
+        /// Nothing more is known.
+        case unknown
     }
 }

@@ -65,9 +65,7 @@ public enum PathQuery {
         var st = stat()
         guard stat(path, &st) == 0 else {
             let e = errno
-            if e == EACCES || e == EPERM { throw KPeerError.system("cannot stat", path: path, errno: e) }
-            throw KPeerError(.notFound, "\(display(path)): \(String(cString: strerror(e)))",
-                             fix: "give the path of a listening unix socket")
+            throw .unreachable(display(path), by: "cannot stat", errno: e, fix: "give the path of a listening unix socket")
         }
         guard st.st_mode & S_IFMT == S_IFSOCK else {
             throw KPeerError(.notFound, "\(display(path)) is not a socket", fix: "give the path of a listening unix socket")

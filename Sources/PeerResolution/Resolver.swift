@@ -313,18 +313,14 @@ public enum Resolver {
 /// Says, before trying, why /proc/kcore cannot work here.
 public enum KcorePreflight {
     public static func check(path: String) throws(KPeerError) {
-        guard path == "/proc/kcore" else { return }
-        if !Files.exists(path) {
-            throw KPeerError(.unavailable, "this kernel has no /proc/kcore (CONFIG_PROC_KCORE is off)",
-                             fix: "use --method netlink, or a kernel built with CONFIG_PROC_KCORE=y")
-        }
+        guard path == KernelMemory.procKcore else { return }
+        if !Files.exists(path) { throw .noKcore }
         if let mode = Host.lockdown(), mode == "confidentiality" {
             throw KPeerError(.unavailable, "kernel lockdown (\(mode)) forbids reading /proc/kcore",
                              fix: "use --method netlink, or boot with lockdown=none")
         }
         if !Host.isRoot {
-            throw KPeerError(.permission, "reading /proc/kcore needs root (CAP_SYS_RAWIO)",
-                             fix: "run kpeer as root, or use --method netlink")
+            throw .needsRoot("reading /proc/kcore needs root (CAP_SYS_RAWIO)", otherwise: "use --method netlink")
         }
     }
 }

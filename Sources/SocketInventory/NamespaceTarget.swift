@@ -33,9 +33,11 @@ extension NetNamespaces {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             let e = errno
-            if e == EACCES || e == EPERM { throw KPeerError.system("cannot open", path: isPid ? path : shown, errno: e) }
-            if isPid { throw KPeerError(.notFound, "no process \(pid)", fix: "give the pid of a process in that network namespace") }
-            throw KPeerError(.notFound, "\(shown): \(String(cString: strerror(e)))", fix: "give a network namespace file such as /run/netns/NAME (ip netns list)")
+            if isPid && KPeerError.kind(errno: e, of: .target) == .notFound {
+                throw KPeerError(.notFound, "no process \(pid)", fix: "give the pid of a process in that network namespace")
+            }
+            throw .unreachable(isPid ? path : shown, by: "cannot open", errno: e,
+                               fix: "give a network namespace file such as /run/netns/NAME (ip netns list)")
         }
         let file = NamespaceFile(fd: fd)
         guard ioctl(fd, getNamespaceType) == cloneNewNet, let inode = Files.inode(fd: fd) else {

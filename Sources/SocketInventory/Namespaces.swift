@@ -88,7 +88,8 @@ public enum NetNamespaces {
             let path = "\(procRoot)/\(ns.pid)/ns/net"
             opened = open(path, O_RDONLY | O_CLOEXEC)
             if opened < 0 {
-                if errno == EACCES || errno == EPERM { throw .system("cannot open", path: path, errno: errno) }
+                let e = errno
+                if KPeerError.kind(errno: e, of: .system) == .permission { throw .cannotOpen(path, errno: e) }
                 throw KPeerError(.notFound, "network namespace \(NetNamespace.label(ns.inode)) is gone")
             }
             fd = opened

@@ -13,7 +13,7 @@ public enum BTF {
         var offset: UInt64 = 0, size: UInt64 = 0, alsoOffset = UInt64.max
         var err = kp_error()
         if kp_btf_member_offsets(path, type, member, also, &offset, &alsoOffset, &size, &err) != 0 {
-            throw KPeerError(err, fix: "give --btf a BTF file such as /sys/kernel/btf/vmlinux, or use --dwarf or calibration")
+            throw KPeerError(err, path: path, fix: "give --btf a BTF file such as /sys/kernel/btf/vmlinux, or use --dwarf or calibration")
         }
         let addr = alsoOffset < UInt64(UnixSockPeer.plausibleRange.upperBound) ? Int(alsoOffset) : nil
         return MemberOffset(value: Int(offset), structSize: Int(size), source: .btf, origin: path, addrOffset: addr)
@@ -25,7 +25,7 @@ public enum BTF {
         var err = kp_error()
         if kp_btf_fd_member_offsets(fd, path, UnixSockPeer.type, UnixSockPeer.member, UnixSockPeer.addrMember,
                                     &offset, &alsoOffset, &size, &err) != 0 {
-            throw KPeerError(err, fix: "give --btf a BTF file such as /sys/kernel/btf/vmlinux, or use --dwarf or calibration")
+            throw KPeerError(err, path: path, fix: "give --btf a BTF file such as /sys/kernel/btf/vmlinux, or use --dwarf or calibration")
         }
         let addr = alsoOffset < UInt64(UnixSockPeer.plausibleRange.upperBound) ? Int(alsoOffset) : nil
         return MemberOffset(value: Int(offset), structSize: Int(size), source: .btf, origin: path, addrOffset: addr)

@@ -27,7 +27,7 @@ public enum DWARF {
     static func openChecked(_ path: String, fix: String) throws(KPeerError) -> Int32 {
         var err = kp_error()
         let fd = kp_open_checked(path, &err)
-        if fd < 0 { throw KPeerError(err, fix: fix) }
+        if fd < 0 { throw KPeerError(err, path: path, fix: fix) }
         return fd
     }
 
@@ -53,7 +53,7 @@ public enum DWARF {
         var offset: UInt64 = 0, size: UInt64 = 0
         var err = kp_error()
         if kp_dwarf_member_offset_fd(fd, path, type, member, preferCU, &offset, &size, &err) != 0 {
-            throw KPeerError(err, fix: dwarfFix)
+            throw KPeerError(err, path: path, fix: dwarfFix)
         }
         return MemberOffset(value: Int(offset), structSize: size > 0 ? Int(size) : nil, source: .dwarf, origin: path)
     }
@@ -110,7 +110,7 @@ public enum BuildID {
         var len = 0
         var err = kp_error()
         if kp_elf_build_id(path, &buf, buf.count, &len, &err) != 0 {
-            throw KPeerError(err, fix: "give --dwarf the vmlinux with debug info of the running kernel")
+            throw KPeerError(err, path: path, fix: "give --dwarf the vmlinux with debug info of the running kernel")
         }
         return Array(buf.prefix(len))
     }
@@ -121,7 +121,7 @@ public enum BuildID {
         var len = 0
         var err = kp_error()
         if kp_elf_build_id_fd(fd, path, &buf, buf.count, &len, &err) != 0 {
-            throw KPeerError(err, fix: "give --dwarf the vmlinux with debug info of the running kernel")
+            throw KPeerError(err, path: path, fix: "give --dwarf the vmlinux with debug info of the running kernel")
         }
         return Array(buf.prefix(len))
     }

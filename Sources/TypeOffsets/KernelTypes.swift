@@ -82,11 +82,11 @@ public final class KernelTypes: @unchecked Sendable {
         source = file.isDWARF ? .dwarf : .btf
         origin = file.path
         let copy = fcntl(file.fd, F_DUPFD_CLOEXEC, 0)
-        if copy < 0 { throw KPeerError(.io, "cannot use \(file.path): \(String(cString: strerror(errno)))") }
+        if copy < 0 { throw KPeerError.system("cannot use", path: file.path, errno: errno) }
         var h: OpaquePointer?
         var err = kp_error()
         if kp_types_open_fd(copy, file.path, file.isDWARF ? 1 : 0, &h, &err) != 0 || h == nil {
-            throw KPeerError(err, fix: file.isDWARF ? "give --dwarf the vmlinux with debug info of the running kernel"
+            throw KPeerError(err, path: file.path, fix: file.isDWARF ? "give --dwarf the vmlinux with debug info of the running kernel"
                                                     : "give --btf a BTF file such as /sys/kernel/btf/vmlinux")
         }
         handle = h
@@ -110,7 +110,7 @@ public final class KernelTypes: @unchecked Sendable {
         var err = kp_error()
         let dwarf = source == .dwarf
         if kp_types_open(origin, dwarf ? 1 : 0, &h, &err) != 0 || h == nil {
-            throw KPeerError(err, fix: dwarf ? "give --dwarf the vmlinux with debug info of the running kernel"
+            throw KPeerError(err, path: origin, fix: dwarf ? "give --dwarf the vmlinux with debug info of the running kernel"
                                              : "give --btf a BTF file such as /sys/kernel/btf/vmlinux")
         }
         handle = h

@@ -84,8 +84,7 @@ public struct WatchFilter: Sendable {
         }
         guard rc == 0 else {
             let e = errno
-            if e == EACCES || e == EPERM { throw KPeerError.system("cannot stat", path: shown, errno: e) }
-            throw KPeerError(.notFound, "\(shown): \(String(cString: strerror(e)))", fix: "give the path of a unix socket")
+            throw .unreachable(shown, by: "cannot stat", errno: e, fix: "give the path of a unix socket")
         }
         guard st.st_mode & S_IFMT == S_IFSOCK else {
             throw KPeerError(.notFound, "\(shown) is not a socket", fix: "give the path of a unix socket")

@@ -14,7 +14,7 @@ import Testing
 /// KPEER_STATIC_BIN names it (swift build -c release --static-swift-stdlib
 /// -Xswiftc -static-executable ...): there the runtime is linked in and its
 /// initializer order differs.
-@Suite(.serialized) struct BacktraceTests {
+@Suite(.serialized, .tags(.binary), .layered) struct BacktraceTests {
     static var binaries: [String] {
         var list = [Support.kpeerBinary]
         if let s = ProcessInfo.processInfo.environment["KPEER_STATIC_BIN"], FileManager.default.isExecutableFile(atPath: s) {
@@ -99,7 +99,7 @@ import Testing
         return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    @Test(.enabled(if: getuid() == 0, "kpeer --all needs root"),
+    @Test(.tags(.root), .enabled(if: getuid() == 0, "kpeer --all needs root"),
           arguments: BacktraceTests.binaries, [(Vector.backtracePath, SIGQUIT), (.backtracePath, SIGSEGV),
                                                (.swiftRoot, SIGQUIT), (.swiftRoot, SIGSEGV)])
     func aCrashSignalRunsNoBacktracerNamedByTheEnvironment(_ binary: String, _ c: (Vector, Int32)) throws {
@@ -170,7 +170,7 @@ import Testing
     /// When the re-exec cannot happen (strace makes kpeer's own execve of
     /// /proc/self/exe fail), the SWIFT_* variables are dropped in place and
     /// the crash handlers reset: still nothing runs, and the signal kills.
-    @Test(.enabled(if: getuid() == 0 && Support.which("strace") != nil, "needs root and strace"),
+    @Test(.tags(.root), .enabled(if: getuid() == 0 && Support.which("strace") != nil, "needs root and strace"),
           arguments: BacktraceTests.binaries, [SIGQUIT, SIGSEGV])
     func withoutTheReexecStillNoBacktracer(_ binary: String, _ sig: Int32) throws {
         let dir = Support.tempDir()

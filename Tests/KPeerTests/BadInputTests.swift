@@ -4,48 +4,46 @@ import Testing
 /// The bad-input table of Docs/RELIABILITY.md, against the built binary:
 /// each case gets exactly one stderr line `kpeer: <problem> — <fix>`, its
 /// documented status, nothing on stdout, and no crash.
-@Suite(.serialized) struct BadInputTests {
+@Suite(.serialized, .tags(.binary), .layered) struct BadInputTests {
     static var kpeer: String { Support.kpeerBinary }
 
-    /// Files the cases need, made once: what they are is the point.
-    static let files: [String: String] = {
+    /// Files the cases need, made once: what they are is the point. Making
+    /// them is part of each case that uses one: a case whose file could not
+    /// be made fails, rather than passing on "no such file".
+    static let made: Result<[String: String], any Error> = Result {
         let dir = Support.tempDir()
         chmod(dir, 0o755)  // the non-root case reads them too
         var out: [String: String] = [:]
-        func put(_ name: String, _ bytes: [UInt8]) {
+        func put(_ name: String, _ bytes: [UInt8]) throws {
             let p = dir + "/" + name
-            _ = FileManager.default.createFile(atPath: p, contents: Data(bytes), attributes: [.posixPermissions: 0o644])
+            try Data(bytes).write(to: URL(fileURLWithPath: p))
+            chmod(p, 0o644)
             out[name] = p
         }
-        put("garbage", (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) })
-        put("empty", [])
+        try put("garbage", (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) })
+        try put("empty", [])
         // An ELF object with DWARF but no unix_sock, and a linked ELF whose
         // GNU build-id is not the running kernel's.
         let c = dir + "/other.c"
-        try? "struct other { int a; void *peer; }; struct other o; int main(void) { return 0; }\n"
+        try "struct other { int a; void *peer; }; struct other o; int main(void) { return 0; }\n"
             .write(toFile: c, atomically: true, encoding: .utf8)
-        try? Support.gcc([c], output: dir + "/nounixsock.o", flags: ["-g", "-c"])
+        try Support.gcc([c], output: dir + "/nounixsock.o", flags: ["-g", "-c"])
         out["nounixsock.o"] = dir + "/nounixsock.o"
-        try? Support.gcc([c], output: dir + "/otherbuild.elf",
-                         flags: ["-g", "-Wl,--build-id=0x0123456789abcdef0123456789abcdef01234567"])
+        try Support.gcc([c], output: dir + "/otherbuild.elf",
+                        flags: ["-g", "-Wl,--build-id=0x0123456789abcdef0123456789abcdef01234567"])
         out["otherbuild.elf"] = dir + "/otherbuild.elf"
-        // A synthetic kernel core: valid, but this machine's sockets are not in it.
-        let core = SyntheticCore()
-        core.add(vaddr: 0xffff_8880_0400_0000, size: 4096)
-        out["core"] = try? core.write()
-        if let p = out["core"] { chmod((p as NSString).deletingLastPathComponent, 0o755); chmod(p, 0o644) }
         // A FIFO nobody writes to: opening or reading it must not hang kpeer.
-        if mkfifo(dir + "/fifo", 0o644) == 0 { out["fifo"] = dir + "/fifo" }
+        guard mkfifo(dir + "/fifo", 0o644) == 0 else { throw Support.Failure("mkfifo: \(String(cString: strerror(errno)))") }
+        out["fifo"] = dir + "/fifo"
         return out
-    }()
+    }
 
-    static func f(_ name: String) -> String { files[name] ?? "/nonexistent/\(name)" }
-
-    /// Does this kpeer take a PATH operand yet (another change adds it)?
-    static let acceptsPaths: Bool = {
-        let help = (try? Support.run(Support.kpeerBinary, ["--help"]).stdout) ?? ""
-        return help.contains("PATH") || help.contains("<path>") || help.contains("<inode-or-path>")
-    }()
+    /// A case's argument: `%NAME` is the file `made` made under that name.
+    static func argument(_ a: String) throws -> String {
+        guard a.hasPrefix("%") else { return a }
+        let name = String(a.dropFirst())
+        return try #require(try made.get()[name], "no input file \(name)")
+    }
 
     struct Case: Sendable, CustomTestStringConvertible {
         var name: String
@@ -66,30 +64,30 @@ import Testing
         Case(name: "inode with a sign", args: ["+42"], status: 64),
         Case(name: "inode nonexistent", args: ["4000000000"], status: 2),
         Case(name: "--dwarf not ELF", args: ["--dwarf", "/etc/hostname", "--all"], status: 65, mentions: ["/etc/hostname"]),
-        Case(name: "--dwarf garbage", args: ["--dwarf", f("garbage"), "--all"], status: 65),
-        Case(name: "--dwarf empty", args: ["--dwarf", f("empty"), "--all"], status: 65),
-        Case(name: "--dwarf ELF without build-id", args: ["--dwarf", f("nounixsock.o"), "--all"], status: 65, mentions: ["build-id"]),
-        Case(name: "--dwarf ELF without unix_sock", args: ["--dwarf", f("nounixsock.o"), "--force", "--all"], status: 65, mentions: ["unix_sock"]),
-        Case(name: "--dwarf another build's vmlinux", args: ["--dwarf", f("otherbuild.elf"), "--all"], status: 65,
+        Case(name: "--dwarf garbage", args: ["--dwarf", "%garbage", "--all"], status: 65),
+        Case(name: "--dwarf empty", args: ["--dwarf", "%empty", "--all"], status: 65),
+        Case(name: "--dwarf ELF without build-id", args: ["--dwarf", "%nounixsock.o", "--all"], status: 65, mentions: ["build-id"]),
+        Case(name: "--dwarf ELF without unix_sock", args: ["--dwarf", "%nounixsock.o", "--force", "--all"], status: 65, mentions: ["unix_sock"]),
+        Case(name: "--dwarf another build's vmlinux", args: ["--dwarf", "%otherbuild.elf", "--all"], status: 65,
              mentions: ["another kernel build", "0123456789abcdef"]),
         Case(name: "--dwarf missing", args: ["--dwarf", "/nonexistent/vmlinux", "--all"], status: 65),
-        Case(name: "--btf garbage", args: ["--btf", f("garbage"), "--all"], status: 65, mentions: ["BTF"]),
-        Case(name: "--btf empty", args: ["--btf", f("empty"), "--all"], status: 65),
-        Case(name: "--btf an ELF without BTF", args: ["--btf", f("nounixsock.o"), "--all"], status: 65),
+        Case(name: "--btf garbage", args: ["--btf", "%garbage", "--all"], status: 65, mentions: ["BTF"]),
+        Case(name: "--btf empty", args: ["--btf", "%empty", "--all"], status: 65),
+        Case(name: "--btf an ELF without BTF", args: ["--btf", "%nounixsock.o", "--all"], status: 65),
         Case(name: "--offset zero", args: ["--offset", "0", "--all"], status: 64, mentions: ["--offset"]),
         Case(name: "--offset negative", args: ["--offset=-8", "--all"], status: 64, mentions: ["--offset"]),
         Case(name: "--offset unaligned", args: ["--offset", "1001", "--all"], status: 64, mentions: ["--offset"]),
         Case(name: "--offset past unix_sock", args: ["--offset", "8192", "--all"], status: 64, mentions: ["--offset"]),
         Case(name: "--offset past Int", args: ["--offset", "99999999999999999999", "--all"], status: 64),
         Case(name: "--kcore not ELF", args: ["--kcore", "/etc/hostname", "--all"], status: 65),
-        Case(name: "--kcore ELF, not a core", args: ["--kcore", f("otherbuild.elf"), "--all"], status: 65, mentions: ["core"]),
-        Case(name: "--kcore empty", args: ["--kcore", f("empty"), "--all"], status: 65),
+        Case(name: "--kcore ELF, not a core", args: ["--kcore", "%otherbuild.elf", "--all"], status: 65, mentions: ["core"]),
+        Case(name: "--kcore empty", args: ["--kcore", "%empty", "--all"], status: 65),
         Case(name: "--kcore a directory", args: ["--kcore", "/tmp", "--all"], status: 65),
         Case(name: "--kcore missing", args: ["--kcore", "/nonexistent/core", "--all"], status: 65),
-        Case(name: "--kcore a FIFO", args: ["--kcore", f("fifo"), "--all"], status: 65, mentions: ["regular file"]),
+        Case(name: "--kcore a FIFO", args: ["--kcore", "%fifo", "--all"], status: 65, mentions: ["regular file"]),
         Case(name: "--kcore a device", args: ["--kcore", "/dev/null", "--all"], status: 65, mentions: ["regular file"]),
-        Case(name: "--dwarf a FIFO", args: ["--dwarf", f("fifo"), "--all"], status: 65, mentions: ["regular file"]),
-        Case(name: "--btf a FIFO", args: ["--btf", f("fifo"), "--all"], status: 65, mentions: ["regular file"]),
+        Case(name: "--dwarf a FIFO", args: ["--dwarf", "%fifo", "--all"], status: 65, mentions: ["regular file"]),
+        Case(name: "--btf a FIFO", args: ["--btf", "%fifo", "--all"], status: 65, mentions: ["regular file"]),
         Case(name: "--dwarf with --method netlink", args: ["--method", "netlink", "--dwarf", "/x", "--all"], status: 64,
              mentions: ["kcore method"]),
         Case(name: "--kcore with --method netlink", args: ["--method", "netlink", "--kcore", "/x", "--all"], status: 64),
@@ -109,14 +107,15 @@ import Testing
 
     @Test(arguments: cases)
     func badInput(_ c: Case) throws {
-        Self.expectOneLine(try Support.run(Self.kpeer, c.args), status: c.status, mentions: c.mentions, c.name)
+        let args = try c.args.map(Self.argument)
+        Self.expectOneLine(try Support.run(Self.kpeer, args), status: c.status, mentions: c.mentions, c.name)
     }
 
-    /// A path that is not a socket. Once kpeer takes paths the contract is
-    /// status 2 ("no unix socket has that path"); before, it is a usage error.
+    /// A path that is not a socket: status 2, as CONTRACT says (no such
+    /// socket: a PATH is not a socket).
     @Test func aPathThatIsNotASocket() throws {
         let r = try Support.run(Self.kpeer, ["/etc/passwd"])
-        Self.expectOneLine(r, status: Self.acceptsPaths ? 2 : 64, mentions: ["/etc/passwd"], "kpeer /etc/passwd")
+        Self.expectOneLine(r, status: 2, mentions: ["/etc/passwd", "is not a socket"], "kpeer /etc/passwd")
     }
 
     /// Not root: kpeer answers for what the user may see (sock_diag works
@@ -124,7 +123,7 @@ import Testing
     /// on stderr what it left out; the kcore method, and a peer held only by
     /// another user's process, are 77. (--kcore as nobody is in
     /// SignalTests, whose suite owns kptr_restrict.)
-    @Test(.enabled(if: getuid() == 0, "needs root to drop to 65534"))
+    @Test(.tags(.root, .fixture), .enabled(if: getuid() == 0, "needs root to drop to 65534"))
     func withoutRoot() throws {
         let setpriv = try #require(Support.which("setpriv"))
         // (A kernel without /proc/kcore says that first: 69.)

@@ -47,7 +47,7 @@ final class OwnSockets {
         return (sv[0], sv[1])
     }
 
-    static let cloexec = Int32(SOCK_CLOEXEC.rawValue)
+    static var cloexec: Int32 { Int32(SOCK_CLOEXEC.rawValue) }
 
     /// accept4(2) with SOCK_CLOEXEC: Glibc's module does not declare it.
     static func accept(_ listener: Int32) -> Int32 { kp_test_accept4(listener, nil, nil, cloexec) }
@@ -77,7 +77,7 @@ final class OwnSockets {
 /// escaped names are accepted back, output that cannot be written is an
 /// error, every output form exits with the same status, and the inputs users
 /// try (socket:[N], a bare file name, a listener's inode) are understood.
-@Suite(.serialized) struct CLIContractTests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct CLIContractTests {
     static var kpeer: String { Support.kpeerBinary }
 
     static func json(_ text: String) throws -> [String: Any] {
@@ -224,7 +224,7 @@ final class OwnSockets {
 
     // MARK: One table of statuses, the same for every output form (item 8)
 
-    @Test func jsonExitsWithTheStatusTextExitsWith() throws {
+    @Test(.tags(.root)) func jsonExitsWithTheStatusTextExitsWith() throws {
         let f = try Fixture()
         for role in ["pair", "lonely", "pending", "listener", "dgserver", "seqlistener"] {
             for s in f.sockets(role) {
@@ -330,7 +330,7 @@ final class OwnSockets {
 
     // MARK: Messages (item 10)
 
-    @Test func messagesSayEachThingOnce() throws {
+    @Test(.tags(.root)) func messagesSayEachThingOnce() throws {
         let help = try Support.run(Self.kpeer, ["--help"])
         #expect(!help.stdout.lowercased().contains("seed"))
         let contract = try String(contentsOfFile: Support.packageRoot + "/Docs/CONTRACT.md", encoding: .utf8)

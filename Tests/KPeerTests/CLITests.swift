@@ -8,7 +8,7 @@ struct BadInput: Sendable, CustomTestStringConvertible {
 }
 
 /// The built kpeer binary: the original tool's three forms, JSON, exit statuses.
-@Suite(.serialized) struct CLITests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct CLITests {
     static var kpeer: String { Support.kpeerBinary }
 
     @Test func dumpAndAllAgreeWithTheTruth() throws {
@@ -19,24 +19,19 @@ struct BadInput: Sendable, CustomTestStringConvertible {
 
         let all = try Support.run(Self.kpeer, ["--all"])
         #expect(all.status == 0)
-        let rows = all.stdout.split(separator: "\n").map(String.init)
-        #expect(rows.first == "Proto RefCnt Flags       Type       State         I-Node   PID/Program name     Peer PID/Program name  Path")
+        #expect(all.stdout.split(separator: "\n").first
+                == "Proto RefCnt Flags       Type       State         I-Node   PID/Program name     Peer PID/Program name  Path")
+        let rows = TableRow.rows(all.stdout)
         for line in f.links {
             let p = line.split(separator: ":")
-            // Columns: proto refcnt flags type state inode owners peers [path];
-            // the flags "[ ]" and an empty state make whitespace splitting
-            // ambiguous, so find the row by the inode column's position.
-            let row = rows.first { $0.count > 80 && $0.dropFirst(50).prefix(8).trimmingCharacters(in: .whitespaces) == String(p[2]) }
-            let r = try #require(row, "no row for \(p[2])")
-            let cols = r.dropFirst(59).split(separator: " ", omittingEmptySubsequences: true)
-            #expect(cols.count >= 2, "\(r)")
+            let r = try #require(rows[UInt64(p[2])!], "no row for \(p[2])")
             // Each column: the socket's first holder, `,+N` for the others.
-            #expect(cols[0] == f.ownerColumn(UInt64(p[2])!) ?? "?", "\(r)")
-            #expect(cols[1] == f.ownerColumn(UInt64(p[3])!) ?? "?", "\(r)")
+            #expect(r.owners == f.ownerColumn(UInt64(p[2])!) ?? "?", "\(r.line)")
+            #expect(r.peer == f.ownerColumn(UInt64(p[3])!) ?? "?", "\(r.line)")
         }
     }
 
-    @Test func inodeAnswersLikeSocketPeer() throws {
+    @Test(.tags(.root)) func inodeAnswersLikeSocketPeer() throws {
         let f = try Fixture()
         for role in ["pair", "accepted", "client", "seqclient", "seqaccepted", "shared", "sharedpeer", "dgclient"] {
             for s in f.sockets(role) {

@@ -8,10 +8,10 @@ import Testing
 /// Two consecutive pairs laid out as [D][B][A][C] with A↔B and C↔D make
 /// A+size+peer hold D and D+size+peer hold A: a false second offset, seen on
 /// a real 6.12 kernel with the fixture's pairs. kpeer's own pair settles it.
-struct CalibrationNeighbourTests {
-    typealias W = KcoreResolverTests.World
-    let off = KcoreResolverTests.peerOffset
-    let size = Int(KcoreResolverTests.size)
+@Suite(.layered) struct CalibrationNeighbourTests {
+    typealias W = SlotKernel
+    let off = SlotKernel.peerOffset
+    let size = Int(SlotKernel.size)
 
     func world() -> W {
         let w = W()

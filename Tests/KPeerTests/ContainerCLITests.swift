@@ -10,7 +10,7 @@ import KPeerSystem
 /// The situations are made by ContainerTests' fixture (containers.c) in a
 /// network namespace, a pid namespace or a cgroup made here; every answer
 /// is held against what the fixture printed or what /proc says.
-@Suite(.serialized) struct ContainerCLITests {
+@Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct ContainerCLITests {
     typealias Made = ContainerTests.Made
     static var kpeer: String { Support.kpeerBinary }
 
@@ -25,15 +25,10 @@ import KPeerSystem
 
     static func int(_ v: Any?) -> Int64? { (v as? NSNumber)?.int64Value }
 
-    /// The table row of socket `inode`, split on blanks (the I-Node is the
-    /// 7th word, the 8th after `[ ACC ]`).
-    static func row(_ table: String, _ inode: UInt64) -> [Substring]? {
-        table.split(separator: "\n").map { $0.split(separator: " ") }.first { inodeOf($0) == inode }
-    }
-
-    static func inodeOf(_ words: [Substring]) -> UInt64? {
-        let at = words.count > 3 && words[3] == "ACC" ? 7 : 6
-        return words.count > at ? UInt64(words[at]) : nil
+    /// The -e table row of socket `inode`: its NS-PID, Cgroup and Held
+    /// cells (after the six fact cells).
+    static func identityCells(_ table: String, _ inode: UInt64) -> [String]? {
+        TableRow.rows(table)[inode].map { Array($0.rest.dropFirst(6).prefix(3)) }
     }
 
     // MARK: --netns
@@ -204,8 +199,9 @@ import KPeerSystem
         #expect(try kept(["--container", String(id.prefix(7)), "--unit", service]).inodes.isEmpty)
         // A filter alone asks for the table, which has the same rows.
         let table = try Self.run(["--container", String(id.prefix(7))])
-        let rows = table.stdout.split(separator: "\n").dropFirst().map { Self.inodeOf($0.split(separator: " ")) }
-        #expect(rows.count == cInodes.count && Set(rows.compactMap { $0 }) == cInodes, "\(table.stdout)")
+        let lines = table.stdout.split(separator: "\n").dropFirst()
+        let rows = lines.compactMap(TableRow.init)
+        #expect(rows.count == lines.count && lines.count == cInodes.count && Set(rows.map(\.inode)) == cInodes, "\(table.stdout)")
 
         // The JSON identity of the container's process.
         let doc = try Self.json(try Self.run(["--all", "--json", "--container", String(id.prefix(12))]).stdout)
@@ -222,10 +218,10 @@ import KPeerSystem
         let extended = try Self.run(["--all", "-e"]).stdout
         let header = try #require(extended.split(separator: "\n").first)
         #expect(header.contains("NS-PID") && header.contains("Cgroup") && header.hasSuffix("Held         Path"))
-        let cRow = try #require(Self.row(extended, container.number("client")))
-        #expect(cRow.contains("docker:\(id.prefix(12))") && cRow.contains("fd"))
-        let uRow = try #require(Self.row(extended, unit.number("pair", 0)))
-        #expect(uRow.contains(Substring(service)))
+        let cRow = try #require(Self.identityCells(extended, container.number("client")))
+        #expect(cRow.dropFirst() == ["docker:\(id.prefix(12))", "fd"], "\(cRow)")
+        let uRow = try #require(Self.identityCells(extended, unit.number("pair", 0)))
+        #expect(uRow.dropFirst().first == service, "\(uRow)")
 
         // dot: the container's process in a cluster, the others not.
         let dot = try Self.run(["--all", "--format", "dot"]).stdout
@@ -246,8 +242,8 @@ import KPeerSystem
         let ownPid = made.number("pid"), ns = made.number("pidns")
         let a = made.number("pair", 0), b = made.number("pair", 1)
 
-        let row = try #require(Self.row(try Self.run(["--all", "-e"]).stdout, a))
-        #expect(row.contains("\(ownPid)@pid:[\(ns)]"), "\(row)")
+        let row = try #require(Self.identityCells(try Self.run(["--all", "-e"]).stdout, a))
+        #expect(row.first == "\(ownPid)@pid:[\(ns)]", "\(row)")
 
         let v = try Self.run(["-v", String(a)])
         #expect(v.status == 0, "\(v.stderr)")

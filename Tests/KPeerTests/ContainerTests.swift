@@ -17,7 +17,7 @@ import KPeerSystem
 /// cgroup subtree made for it, or in a network namespace made for it; each
 /// answer is held against what the fixture printed about itself or what
 /// the kernel says in /proc.
-@Suite(.serialized) struct ContainerTests {
+@Suite(.serialized, .tags(.fixture, .root), .layered) struct ContainerTests {
     // MARK: the fixture
 
     /// containers.c in one mode, until it is let go (stdin closed).

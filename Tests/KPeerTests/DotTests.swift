@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// `--format dot`: the fixture's connections as edges between its processes.
-@Suite(.serialized) struct DotTests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct DotTests {
     static var kpeer: String { Support.kpeerBinary }
 
     @Test func edgesFollowTheTruth() throws {

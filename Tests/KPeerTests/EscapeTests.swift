@@ -9,7 +9,7 @@ import Testing
 /// separator, break a line, move the cursor or reorder what a terminal
 /// shows. The expected strings are written out by hand from the UTF-8
 /// encoding of each character (the truth), not computed by the code under test.
-struct OutputEscapeTests {
+@Suite(.layered) struct OutputEscapeTests {
     static func esc(_ s: String, also: UInt8? = nil) -> String { Escape.bytes(Array(s.utf8), also: also) }
 
     /// Characters any output must never carry raw, by class, with their
@@ -165,7 +165,7 @@ struct OutputEscapeTests {
 
 /// End to end: processes that name themselves to forge an owner, a field,
 /// or reorder a line, holding the two ends of a socketpair.
-@Suite(.serialized) struct HostileOwnerOutputTests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct HostileOwnerOutputTests {
     /// Parent `x,1/sshd` holds one end, a child `a<RLO>:b<LS>` the other.
     /// Prints `INODE_A INODE_B CHILD_PID` once the child has renamed itself.
     static let source = """

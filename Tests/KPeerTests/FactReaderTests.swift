@@ -12,13 +12,11 @@ import Testing
 /// listener's backlog and a datagram receiver's senders, each placed by the
 /// test where the kernel keeps it; what FactReader reads must be what was
 /// put there. (The VM test holds the same facts against a live kernel.)
-struct FactReaderTests {
-    typealias World = RowVerifierTests.World
-
+@Suite(.layered) struct FactReaderTests {
     static func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
 
     /// Queues `skbs` (length, sending socket) on the receive queue of `us`.
-    static func queue(_ w: World, on us: UInt64, _ skbs: [(len: UInt32, from: UInt64)]) throws {
+    static func queue(_ w: BTFKernel, on us: UInt64, _ skbs: [(len: UInt32, from: UInt64)]) throws {
         let head = us + (try w.off("unix_sock", "sk.sk_receive_queue"))
         var addresses: [UInt64] = []
         for s in skbs {
@@ -34,8 +32,8 @@ struct FactReaderTests {
         w.bytes(head + (try w.off("sk_buff_head", "qlen")), le32(UInt32(skbs.count)))
     }
 
-    @Test(.enabled(if: RowVerifierTests.haveBTF)) func factsAreWhatMemoryHolds() throws {
-        let w = try World()
+    @Test(.enabled(if: BTFKernel.available)) func factsAreWhatMemoryHolds() throws {
+        let w = try BTFKernel()
         // A connected stream socket: made by pid 4242 (uid 1000, gid 1001),
         // 300 bytes sent and unread, two buffers (100 + 50 bytes) to read.
         let conn = try w.socket(inode: 10, name: nil)
@@ -70,7 +68,7 @@ struct FactReaderTests {
         let facts2 = FactReader(reader: reader2, pidLevel: 0)
 
         func row(_ a: UInt64, _ inode: UInt64, type: UInt16 = 1, state: UInt8 = 3, listening: Bool = false) -> UnixSocketEntry {
-            RowVerifierTests.row(a, inode: inode, type: type, state: state, path: nil, listening: listening)
+            BTFKernel.row(a, inode: inode, type: type, state: state, path: nil, listening: listening)
         }
         let c = facts2.factsAndPeer(row(conn, 10), peerOffset: peerAt)
         #expect(c.peer == twin)

@@ -6,7 +6,7 @@ import Testing
 /// whose main thread has exited (pthread_exit), or by a thread that
 /// unshared its descriptor table (unshare(CLONE_FILES)) and then made them.
 /// Only /proc/PID/task/TID/fd lists them; kpeer must still name the holder.
-@Suite(.serialized) struct HiddenHolderTests {
+@Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct HiddenHolderTests {
     static let source = """
         #define _GNU_SOURCE
         #include <pthread.h>

@@ -4,7 +4,7 @@ import Testing
 
 /// What any unprivileged process can put in front of kpeer: its own name,
 /// and the bytes of a path it binds.
-@Suite(.serialized) struct HostileNameTests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct HostileNameTests {
     /// A python3 script that prints one line (an inode) and then waits for
     /// EOF on stdin, holding its sockets.
     final class Script {

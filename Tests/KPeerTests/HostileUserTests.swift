@@ -7,7 +7,7 @@ import Testing
 /// the VM's forge.sh runs the same attacks against the kcore method). The
 /// attacker is Tests/VM/guest.d/forge.c, run through the fixture's
 /// `--run-as`. Every answer after the attack must equal the answer before.
-@Suite(.serialized) struct HostileUserTests {
+@Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct HostileUserTests {
     static let attacker: UInt32 = 65534
 
     static func forge() throws -> String {

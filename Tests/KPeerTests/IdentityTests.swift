@@ -9,7 +9,7 @@ import Testing
 
 /// Identities that can be reused or hidden: inode numbers (a 32-bit
 /// counter that wraps), pids (reused), and processes kpeer may not read.
-struct IdentityTests {
+@Suite(.layered) struct IdentityTests {
     // MARK: two live sockets with one inode
 
     /// sock_diag lists inode 200 twice: two sockets share the number. No
@@ -41,16 +41,14 @@ struct IdentityTests {
     /// Kernel memory shows two unix_socks with inode 2 at two addresses:
     /// both rows are real, and the inode is refused.
     @Test func inodeTwinsInKernelMemoryAreRefused() throws {
-        let w = KcoreResolverTests.World()
+        let w = SlotKernel()
         w.socket(0, inode: 1); w.socket(1, inode: 2)
         w.point(0, to: 1); w.point(1, to: 0)
         w.socket(2, inode: 2); w.socket(3, inode: 5)
         w.point(2, to: 3); w.point(3, to: 2)
         w.socket(4, inode: 7); w.socket(5, inode: 8)
         w.point(4, to: 5); w.point(5, to: 4)
-        let (links, check) = try KcoreResolver(memory: try w.memory(),
-                                               offset: MemberOffset(value: KcoreResolverTests.peerOffset, source: .option, origin: "test"))
-            .links(w.entries)
+        let (links, check) = try w.links()
         #expect(check.failed == 0)
         #expect(links.ambiguous == [2])
         let map = PeerMap(entries: w.entries, owners: OwnerTable(), links: links, method: .kcore)
@@ -79,7 +77,7 @@ struct IdentityTests {
     /// belongs to another, the open directory yields nothing: the newcomer's
     /// name is never put on the old process's sockets. Made real here: a
     /// child exits and its pid is handed to a new one (ns_last_pid).
-    @Test func aReusedPidIsNotReadThroughTheOldDirectory() throws {
+    @Test(.tags(.fixture, .root)) func aReusedPidIsNotReadThroughTheOldDirectory() throws {
         let first = try Self.spawn("/bin/sleep", ["1000"])
         let pid = first.processIdentifier
         let dirFD = open("/proc/\(pid)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -123,7 +121,7 @@ struct IdentityTests {
     /// the machine's processes) /proc/PID/fd of every other process is
     /// EACCES. The peer held by this test process is then held by nobody
     /// kpeer can see: it must say that, not that the socket is in flight.
-    @Test func unreadableHoldersAreNotCalledInFlight() throws {
+    @Test(.tags(.binary, .fixture)) func unreadableHoldersAreNotCalledInFlight() throws {
         guard let unshare = Support.which("unshare") else { throw Support.Failure("unshare (util-linux) is missing") }
         var fds: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0, &fds) == 0)

@@ -3,7 +3,7 @@ import Testing
 
 /// `make install` into a temporary DESTDIR, with the kpeer these tests
 /// built (KPEER_BIN), so nothing is compiled here.
-@Suite(.serialized) struct InstallTests {
+@Suite(.serialized, .tags(.binary), .layered) struct InstallTests {
     /// swift-argument-parser's generate-manual tool, built next to kpeer by
     /// the GenerateManual plugin (`swift package plugin generate-manual`).
     static var generateManual: String? {

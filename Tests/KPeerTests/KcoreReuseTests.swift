@@ -9,21 +9,20 @@ import Testing
 /// memory, their unix_sock reused by another socket: the pointers then
 /// describe the new socket, and the table's inode is no longer its. The
 /// peer-of-peer check alone cannot see that; the second table read can.
-struct KcoreReuseTests {
-    typealias World = KcoreResolverTests.World
-    static let offset = MemberOffset(value: KcoreResolverTests.peerOffset, source: .option, origin: "test")
+@Suite(.layered) struct KcoreReuseTests {
+    static let offset = SlotKernel.option()
 
-    func resolve(_ w: World, reread: [UnixSocketEntry]?) throws -> (PeerLinks, KcoreResolver.Check) {
-        var r = KcoreResolver(memory: try w.memory(), offset: Self.offset)
+    func resolve(_ w: SlotKernel, reread: [UnixSocketEntry]?) throws -> (PeerLinks, KcoreResolver.Check) {
+        var r = try w.resolver()
         if let reread { r.reread = { () throws(KPeerError) -> [UnixSocketEntry] in reread } }
         return try r.links(w.entries)
     }
 
     /// With the owner scan made after memory is read: the table is read
     /// again only when a judgement rests on a socket no process holds.
-    func resolve(_ w: World, held: [UInt64], reread: [UnixSocketEntry], offset: MemberOffset = Self.offset) throws
+    func resolve(_ w: SlotKernel, held: [UInt64], reread: [UnixSocketEntry], offset: MemberOffset = Self.offset) throws
         -> (links: PeerLinks, check: KcoreResolver.Check, rereads: Int) {
-        var r = KcoreResolver(memory: try w.memory(), offset: offset)
+        var r = try w.resolver(offset: offset)
         let calls = Counter()
         r.reread = { () throws(KPeerError) -> [UnixSocketEntry] in calls.n += 1; return reread }
         r.liveOwners = {
@@ -38,7 +37,7 @@ struct KcoreReuseTests {
     final class Counter { var n = 0 }
 
     @Test func socketsStillHeldNeedNoSecondTable() throws {
-        let w = World()
+        let w = SlotKernel()
         anchor(w)
         w.socket(0, inode: 100); w.socket(1, inode: 200)
         w.point(0, to: 1); w.point(1, to: 0)
@@ -56,7 +55,7 @@ struct KcoreReuseTests {
     /// but its client is held and connected, so it is pinned. A datagram
     /// target no one holds is not: that sends kpeer to the table again.
     @Test func theEmbryoOfAHeldClientNeedsNoSecondTable() throws {
-        let w = KcoreResolverTests.standardWorld()
+        let w = SlotKernel.standard()
         let (frozen, _) = try resolve(w, reread: nil)
         let all = w.entries.map(\.inode).filter { $0 != 0 }
         let r = try resolve(w, held: all, reread: w.entries)
@@ -73,7 +72,7 @@ struct KcoreReuseTests {
     /// struct). 100 is still held: 200 must not count as pinned, or a right
     /// offset fails the self-check. Found in review.
     @Test func aPeerClosedMeanwhileIsNotPinned() throws {
-        let w = World()
+        let w = SlotKernel()
         anchor(w)
         for k in 0..<3 {
             w.socket(10 + 2 * k, inode: UInt64(700 + 2 * k)); w.socket(11 + 2 * k, inode: UInt64(701 + 2 * k))
@@ -100,7 +99,7 @@ struct KcoreReuseTests {
         #expect(r.rereads == 1)
         #expect(r.links.pendingOn[11] == nil)
         // Printed the other way round, the embryo row is the one 11 pins.
-        let v = World()
+        let v = SlotKernel()
         anchor(v)
         v.socket(2, inode: 10, listening: true, path: "/run/a")
         v.socket(3, inode: 11)
@@ -113,8 +112,8 @@ struct KcoreReuseTests {
 
     /// Listeners 10 on /run/a and 12 on /run/b; an embryo row on /run/a
     /// printed before its client 11's, which is connected to it.
-    func embryoPrintedFirst() -> World {
-        let w = World()
+    func embryoPrintedFirst() -> SlotKernel {
+        let w = SlotKernel()
         anchor(w)
         w.socket(2, inode: 10, listening: true, path: "/run/a")
         w.socket(5, inode: 12, listening: true, path: "/run/b")
@@ -129,15 +128,15 @@ struct KcoreReuseTests {
     /// peer's); not when it shares another listener's, nor without the offset.
     @Test func anEarlierEmbryoRowIsTrustedWhenItSharesItsListenersAddr() throws {
         let addr = 8
-        let offset = MemberOffset(value: KcoreResolverTests.peerOffset, source: .btf, origin: "test", addrOffset: addr)
-        func world(embryoAddr: UInt64) -> World {
+        let offset = MemberOffset(value: SlotKernel.peerOffset, source: .btf, origin: "test", addrOffset: addr)
+        func world(embryoAddr: UInt64) -> SlotKernel {
             let w = embryoPrintedFirst()
             w.core.poke(w.address(2) + UInt64(addr), 0xffff_8880_1234_0000)  // /run/a's unix_address
             w.core.poke(w.address(5) + UInt64(addr), 0xffff_8880_5678_0000)  // /run/b's
             w.core.poke(w.address(4) + UInt64(addr), embryoAddr)
             return w
         }
-        func run(_ w: World, _ o: MemberOffset) throws -> (PeerLinks, Int) {
+        func run(_ w: SlotKernel, _ o: MemberOffset) throws -> (PeerLinks, Int) {
             let r = try resolve(w, held: [1, 2, 10, 11, 12], reread: w.entries, offset: o)
             return (r.links, r.rereads)
         }
@@ -155,7 +154,7 @@ struct KcoreReuseTests {
     /// 100 and 200 are held by no one any more, so the table is read again,
     /// and it shows their slots taken by 300 and 400.
     @Test func aSocketNoLongerHeldSendsKpeerBackToTheTable() throws {
-        let w = World()
+        let w = SlotKernel()
         anchor(w)
         w.socket(0, inode: 100); w.socket(1, inode: 200)
         w.point(0, to: 1); w.point(1, to: 0)
@@ -174,7 +173,7 @@ struct KcoreReuseTests {
     /// churn check: kcore gave ~9% fewer answers than netlink on the same
     /// churn.)
     @Test func aSocketHeldAtTheScanStaysProvedWhenTheTableIsReadAgain() throws {
-        let w = World()
+        let w = SlotKernel()
         anchor(w)
         w.socket(0, inode: 100, type: .dgram, state: 1); w.socket(1, inode: 200, type: .dgram, state: 1)
         w.point(0, to: 1); w.point(1, to: nil)
@@ -191,7 +190,7 @@ struct KcoreReuseTests {
     }
 
     /// A true pair 1↔2 that stays, so the self-check has something verified.
-    func anchor(_ w: World) {
+    func anchor(_ w: SlotKernel) {
         w.socket(40, inode: 1); w.socket(41, inode: 2)
         w.point(40, to: 41); w.point(41, to: 40)
     }
@@ -209,7 +208,7 @@ struct KcoreReuseTests {
     /// slot — now held by 400. Memory shows slot 0 ↔ slot 1 pointing at each
     /// other: without the second read that is a link 100↔200, which never existed.
     @Test func aReusedSocketStructGivesNoLink() throws {
-        let w = World()
+        let w = SlotKernel()
         anchor(w)
         w.socket(0, inode: 100); w.socket(1, inode: 200)
         w.point(0, to: 1); w.point(1, to: 0)
@@ -228,7 +227,7 @@ struct KcoreReuseTests {
     /// names another socket (reused) or no socket (freed): no link either way.
     @Test(arguments: [UInt64(777), nil])
     func aPeerAddressThatChangedGivesNoLink(_ newInode: UInt64?) throws {
-        let w = World()
+        let w = SlotKernel()
         anchor(w)
         w.socket(0, inode: 100); w.socket(1, inode: 200)
         w.point(0, to: 1); w.point(1, to: 0)
@@ -243,7 +242,7 @@ struct KcoreReuseTests {
     /// An embryo's slot taken by an embryo of another listener: the waiting
     /// client is not attributed to the first listener.
     @Test func aReusedEmbryoIsNotAttributed() throws {
-        let w = World()
+        let w = SlotKernel()
         anchor(w)
         w.socket(2, inode: 10, listening: true, path: "/run/a")
         w.socket(3, inode: 11)
@@ -264,10 +263,10 @@ struct KcoreReuseTests {
     /// whatever the allocator left. Without the second read that would look
     /// like a wrong offset and be refused; with it they are set aside.
     @Test func churnedSocketsDoNotFailTheSelfCheck() throws {
-        let w = KcoreResolverTests.standardWorld()
+        let w = SlotKernel.standard()
         for slot in 20..<36 {
             w.socket(slot, inode: UInt64(1000 + slot))
-            w.core.poke(w.address(slot) + UInt64(KcoreResolverTests.peerOffset), 0x4141_4141_4141_4141)
+            w.core.poke(w.address(slot) + UInt64(SlotKernel.peerOffset), 0x4141_4141_4141_4141)
         }
         #expect(kindOf { _ = try resolve(w, reread: nil) } == .refused, "control")
         let later = w.entries.filter { $0.inode < 1000 }
@@ -280,7 +279,7 @@ struct KcoreReuseTests {
 
     /// Nothing changed: the second read keeps every true link.
     @Test func anUnchangedTableKeepsEveryLink() throws {
-        let w = KcoreResolverTests.standardWorld()
+        let w = SlotKernel.standard()
         let (before, _) = try resolve(w, reread: nil)
         let (after, check) = try resolve(w, reread: w.entries)
         #expect(after.peer == before.peer)

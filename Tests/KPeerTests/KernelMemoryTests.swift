@@ -4,66 +4,7 @@ import Testing
 @testable import KernelMemory
 @testable import KPeerSystem
 
-/// A synthetic kernel: segments at kernel-looking addresses, written as an
-/// ELF core by libelf, the shape /proc/kcore has.
-final class SyntheticCore {
-    struct Segment {
-        var vaddr: UInt64
-        var bytes: [UInt8]
-        var memsz: UInt64
-    }
-
-    var segments: [Segment] = []
-    let path: String
-
-    init(name: String = "core") {
-        path = Support.tempDir() + "/" + name
-    }
-
-    @discardableResult
-    func add(vaddr: UInt64, size: Int, memsz: UInt64? = nil) -> Int {
-        segments.append(Segment(vaddr: vaddr, bytes: [UInt8](repeating: 0, count: size), memsz: memsz ?? UInt64(size)))
-        return segments.count - 1
-    }
-
-    /// Writes a little-endian word at a kernel address.
-    func poke(_ address: UInt64, _ value: UInt64) {
-        for (i, s) in segments.enumerated() where address >= s.vaddr && address + 8 <= s.vaddr + UInt64(s.bytes.count) {
-            let at = Int(address - s.vaddr)
-            for k in 0..<8 { segments[i].bytes[at + k] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(k))) }
-            return
-        }
-        fatalError("poke outside the synthetic core: \(String(address, radix: 16))")
-    }
-
-    func pokeByte(_ address: UInt64, _ value: UInt8) {
-        for (i, s) in segments.enumerated() where address >= s.vaddr && address < s.vaddr + UInt64(s.bytes.count) {
-            segments[i].bytes[Int(address - s.vaddr)] = value
-        }
-    }
-
-    func write() throws -> String {
-        var err = [CChar](repeating: 0, count: 256)
-        let rc: Int32 = withArrayOfBuffers(segments.map(\.bytes)) { bufs in
-            var cws = zip(segments, bufs).map { s, b in
-                cw_segment(vaddr: s.vaddr, data: b.baseAddress, filesz: UInt64(s.bytes.count), memsz: s.memsz)
-            }
-            return cw_write_core(path, &cws, cws.count, &err, err.count)
-        }
-        if rc != 0 { throw Support.Failure("cw_write_core: " + String(cString: err)) }
-        return path
-    }
-}
-
-private func withArrayOfBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
-    func go(_ i: Int, _ acc: [UnsafeRawBufferPointer]) -> R {
-        if i == arrays.count { return body(acc) }
-        return arrays[i].withUnsafeBytes { go(i + 1, acc + [$0]) }
-    }
-    return go(0, [])
-}
-
-struct KernelMemoryTests {
+@Suite(.layered) struct KernelMemoryTests {
     static let base: UInt64 = 0xffff_8880_0000_0000
 
     @Test func mapsProgramHeadersAndTranslates() throws {

@@ -12,10 +12,10 @@ import Testing
 /// pointers outside memory ending the walk instead of the run. The offsets
 /// come from the same BTF; the independent truth for them is pahole (the VM
 /// test) — here, what the test wrote where.
-struct KernelObjectTests {
-    static let btf = "/sys/kernel/btf/vmlinux"
+@Suite(.layered) struct KernelObjectTests {
+    static let btf = BTFKernel.btf
     static let base: UInt64 = 0xffff_8880_0100_0000
-    static var haveBTF: Bool { access(btf, R_OK) == 0 }
+    static var haveBTF: Bool { BTFKernel.available }
 
     final class Setup {
         let types: KernelTypes
@@ -139,7 +139,7 @@ struct KernelObjectTests {
 /// Layouts remembered per kernel build (/run/kpeer/layouts): what was read
 /// from BTF comes back the same, for that build only, and a file with
 /// anything unexpected in it is not believed at all.
-struct LayoutCacheTests {
+@Suite(.layered) struct LayoutCacheTests {
     static let id: [UInt8] = [0xde, 0xad, 0xbe, 0xef]
 
     @Test(.enabled(if: KernelObjectTests.haveBTF)) func whatWasReadComesBackTheSame() throws {
@@ -169,7 +169,7 @@ struct LayoutCacheTests {
         #expect(LayoutCache.parse(Array(text.utf8.dropLast()), buildID: Self.id) == nil)
     }
 
-    @Test func aFileAnyoneCouldWriteIsNotRead() throws {
+    @Test(.tags(.root)) func aFileAnyoneCouldWriteIsNotRead() throws {
         let dir = Support.tempDir()
         chmod(dir, 0o755)
         let path = dir + "/layouts"

@@ -4,17 +4,11 @@ import Testing
 /// What the listings make of cases real machines have: a socket many
 /// forked processes hold, a client not accepted yet, a row of another
 /// network namespace with no path.
-@Suite(.serialized) struct ListingTests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct ListingTests {
     static var kpeer: String { Support.kpeerBinary }
 
-    /// `--all` rows by their inode column (netstat's fixed columns up to it).
-    static func rows(_ text: String) -> [UInt64: String] {
-        var out: [UInt64: String] = [:]
-        for row in text.split(separator: "\n").dropFirst() where row.utf8.count > 58 {
-            if let inode = UInt64(row.dropFirst(50).prefix(8).trimmingCharacters(in: .whitespaces)) { out[inode] = String(row) }
-        }
-        return out
-    }
+    /// `--all` rows by inode.
+    static func rows(_ text: String) -> [UInt64: TableRow] { TableRow.rows(text) }
 
     /// Where the header's Path column starts.
     static func pathColumn(_ text: String) -> Int {
@@ -23,10 +17,7 @@ import Testing
     }
 
     /// The owner and peer columns of a row.
-    static func owners(_ row: String) -> (String, String) {
-        let cols = row.dropFirst(59).split(separator: " ", omittingEmptySubsequences: true)
-        return (cols.count > 0 ? String(cols[0]) : "", cols.count > 1 ? String(cols[1]) : "")
-    }
+    static func owners(_ row: TableRow) -> (String, String) { (row.owners, row.peer) }
 
     @Test func sevenHoldersMakeOneBoundedRowAndWholeListsUnderE() throws {
         let s = try Scene(["shared", "7"])
@@ -40,10 +31,10 @@ import Testing
         for end in [a, b] {
             let row = try #require(rows[end.inode], "no row for \(end.inode)")
             let (mine, peer) = Self.owners(row)
-            #expect(mine == bounded, "\(row)")
-            #expect(peer == bounded, "\(row)")
+            #expect(mine == bounded, "\(row.line)")
+            #expect(peer == bounded, "\(row.line)")
             // Both columns fit their widths: a pathless row ends where the path would start.
-            #expect(row.utf8.count == Self.pathColumn(all.stdout), "\(row)")
+            #expect(row.line.utf8.count == Self.pathColumn(all.stdout), "\(row.line)")
         }
         // -e: every holder, in pid order.
         let whole = s.pids.map { "\($0)/kps-worker" }.joined(separator: ",")
@@ -53,8 +44,8 @@ import Testing
         for end in [a, b] {
             let row = try #require(erows[end.inode])
             let (mine, peer) = Self.owners(row)
-            #expect(mine == whole, "\(row)")
-            #expect(peer == whole, "\(row)")
+            #expect(mine == whole, "\(row.line)")
+            #expect(peer == whole, "\(row.line)")
         }
     }
 
@@ -121,7 +112,7 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: NetnsFixture.available)) func aPathlessRowOfAnotherNamespaceHasOneSpaceBeforeItsMark() throws {
+    @Test(.tags(.root), .enabled(if: NetnsFixture.available)) func aPathlessRowOfAnotherNamespaceHasOneSpaceBeforeItsMark() throws {
         let f = try NetnsFixture()
         for args in [["--all"], ["--all", "-e"]] {
             let r = try Support.run(Self.kpeer, args)
@@ -130,18 +121,17 @@ import Testing
             let path = Self.pathColumn(r.stdout)
             for s in f.sockets {
                 let row = try #require(rows[s.inode], "no row for \(s.role)")
-                #expect(row.hasSuffix(" net:[\(f.netns)]"), "\(row)")
+                #expect(row.line.hasSuffix(" net:[\(f.netns)]"), "\(row.line)")
                 // With no path, the mark stands in the Path column, not a
                 // space after it (rows whose columns fit their widths).
                 if ["listener", "accepted", "dgserver", "seqlistener", "seqaccepted"].contains(s.role) { continue }  // bound: a path
-                let cols = row.dropFirst(59).split(separator: " ")
-                let peer = cols[1].utf8.count + (cols[2] == "(pending)" ? 10 : 0)
+                let peer = row.peer.utf8.count + (row.pending ? 10 : 0)
                 // With -e, the NS-PID, Cgroup and Held cells follow the six fact
                 // cells; a cgroup path wider than its column pushes the mark right.
-                let who = args.contains("-e") ? Array(cols.dropFirst(cols[2] == "(pending)" ? 3 : 2).dropFirst(6).prefix(3)) : []
-                guard cols[0].utf8.count <= 20 && peer <= 22 && zip(who, [22, 32, 12]).allSatisfy({ $0.utf8.count <= $1 }) else { continue }
-                let at = row.utf8.count - "net:[\(f.netns)]".utf8.count
-                #expect(at == path, "\(args) \(s.role): \(row)")
+                let who = args.contains("-e") ? Array(row.rest.dropFirst(6).prefix(3)) : []
+                guard row.owners.utf8.count <= 20 && peer <= 22 && zip(who, [22, 32, 12]).allSatisfy({ $0.utf8.count <= $1 }) else { continue }
+                let at = row.line.utf8.count - "net:[\(f.netns)]".utf8.count
+                #expect(at == path, "\(args) \(s.role): \(row.line)")
             }
         }
     }

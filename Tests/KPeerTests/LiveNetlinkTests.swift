@@ -6,7 +6,7 @@ import Testing
 
 /// On this machine, through sock_diag: the library's answers against what
 /// the fixture created.
-@Suite(.serialized) struct LiveNetlinkTests {
+@Suite(.serialized, .tags(.fixture), .layered) struct LiveNetlinkTests {
     static func netlinkMap() throws -> PeerMap {
         var o = ResolverOptions()
         o.method = .netlink

@@ -20,7 +20,7 @@ final class NetnsFixture: Fixture {
     }
 }
 
-@Suite(.serialized) struct NamespaceTests {
+@Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct NamespaceTests {
     static var kpeer: String { Support.kpeerBinary }
 
     @Test(.enabled(if: NetnsFixture.available)) func theFixturesNamespaceIsAnotherOne() throws {
@@ -57,10 +57,8 @@ final class NetnsFixture: Fixture {
         let own = try #require(NetNamespaces.current())
         let all = try Support.run(Self.kpeer, ["--all"])
         #expect(all.status == 0, "\(all.stderr)")
-        let rows = all.stdout.split(separator: "\n").map(String.init)
-        func row(_ inode: UInt64) -> String? {
-            rows.first { $0.count > 58 && $0.dropFirst(50).prefix(8).trimmingCharacters(in: .whitespaces) == String(inode) }
-        }
+        let rows = TableRow.rows(all.stdout)
+        func row(_ inode: UInt64) -> String? { rows[inode]?.line }
         for s in f.sockets {
             let r = try #require(row(s.inode), "no row for \(s.role) \(s.inode)")
             #expect(r.hasSuffix(" net:[\(f.netns)]"), "\(r)")

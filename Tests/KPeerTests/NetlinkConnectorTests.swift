@@ -6,7 +6,7 @@ import Testing
 /// a holder's descriptor), held against what this test made: a socketpair's
 /// connector is its creator, and a client's is the process that called
 /// listen(), whoever holds the socket now.
-struct NetlinkConnectorTests {
+@Suite(.tags(.binary, .fixture, .root), .layered) struct NetlinkConnectorTests {
     static var usable: Bool { getuid() == 0 }
 
     /// `status`: what the text form exits with for this socket (--json

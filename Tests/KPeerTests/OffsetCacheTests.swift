@@ -5,7 +5,7 @@ import Testing
 
 /// The remembered offset: what is stored is what comes back, for the same
 /// build only, and nothing doubtful is believed.
-struct OffsetCacheTests {
+@Suite(.tags(.root), .layered) struct OffsetCacheTests {
     static let build: [UInt8] = Array(0..<20)
     static let other: [UInt8] = Array(1...20)
 

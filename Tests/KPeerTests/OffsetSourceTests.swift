@@ -7,7 +7,7 @@ import Testing
 
 /// DWARF from a C file compiled here; BTF from this machine's kernel,
 /// checked against pahole.
-struct DWARFTests {
+@Suite(.layered) struct DWARFTests {
     static let source = """
         #include <stddef.h>
         #include <stdio.h>
@@ -87,7 +87,7 @@ struct DWARFTests {
     }
 }
 
-struct BTFTests {
+@Suite(.layered) struct BTFTests {
     static let vmlinux = BTF.defaultPath
     static var available: Bool { FileManager.default.isReadableFile(atPath: vmlinux) && Support.which("pahole") != nil }
 

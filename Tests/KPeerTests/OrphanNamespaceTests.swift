@@ -7,7 +7,7 @@ import Testing
 /// in SCM_RIGHTS and exits. /proc/PID/fd shows `socket:[N]`, but no
 /// process's namespace lists N; kpeer must find the namespace through the
 /// descriptor (SIOCGSKNS) and answer there.
-@Suite(.serialized) struct OrphanNamespaceTests {
+@Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct OrphanNamespaceTests {
     static let source = """
         #define _GNU_SOURCE
         #include <sched.h>

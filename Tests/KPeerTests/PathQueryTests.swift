@@ -7,7 +7,7 @@ import KPeerSystem
 
 /// `kpeer PATH` and `kpeer @name`: against sockets the fixture made and
 /// sockets this test makes itself (inodes from fstat, its own pid).
-@Suite(.serialized) struct PathQueryTests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct PathQueryTests {
     static var kpeer: String { Support.kpeerBinary }
 
     /// `PID NAME INODE[ pending]` lines the fixture's truth implies for its
@@ -24,7 +24,7 @@ import KPeerSystem
         return "\(dir)/kpf-\(pid)-\(kind).sock"
     }
 
-    @Test(arguments: ["netlink", "auto"])
+    @Test(.tags(.root), arguments: ["netlink", "auto"])
     func streamListenerListsAcceptedAndPendingClients(method: String) throws {
         let f = try Fixture()
         let path = try Self.fixturePath(f, "stream")

@@ -10,7 +10,7 @@ import Testing
 /// (a FIFO, another file) right after the check. The race itself is not
 /// timed here: each test swaps the path after the descriptor is open, so
 /// reading by path again would read the swapped-in file, deterministically.
-@Suite(.serialized) struct PathRaceTests {
+@Suite(.serialized, .layered) struct PathRaceTests {
     /// `path` replaced by a FIFO (rename over it: the open descriptor keeps
     /// the old file).
     static func swapForFIFO(_ path: String) throws {
@@ -76,7 +76,7 @@ import Testing
             try #require(fd >= 0, "\(path)")
             var offset: UInt64 = 0, size: UInt64 = 0
             var err = kp_error()
-            #expect(kp_btf_fd_member_offsets(fd, path, "unix_sock", "peer", nil, &offset, nil, &size, &err) == KP_EFORMAT, "\(path)")
+            #expect(kp_btf_fd_member_offsets(fd, path, "unix_sock", "peer", nil, &offset, nil, &size, &err) == KP_ENOTREG, "\(path)")
             #expect(KPeerError(err).problem == "\(path) is not a regular file")
             #expect(KPeerError(err).kind == .badFile)
             close(fd)
@@ -86,6 +86,7 @@ import Testing
         // kp_open_checked, which --dwarf uses.
         var err = kp_error()
         #expect(kp_open_checked(dir + "/fifo", &err) == -1)
+        #expect(err.code == KP_ENOTREG)
         #expect(KPeerError(err).problem == "\(dir)/fifo is not a regular file")
         #expect(kindOf { _ = try DWARF.checkedMemberOffset(path: dir + "/fifo", force: false, runningBuildID: [1]) } == .badFile)
     }
@@ -144,7 +145,7 @@ import Testing
     }
 
     /// kpeer itself: `--btf` or `--dwarf` given a FIFO is status 65, one line.
-    @Test func aFIFOGivenAsBTFOrDWARFIsABadFile() throws {
+    @Test(.tags(.binary)) func aFIFOGivenAsBTFOrDWARFIsABadFile() throws {
         let dir = Support.tempDir()
         try #require(mkfifo(dir + "/fifo", 0o600) == 0)
         for option in ["--btf", "--dwarf"] {
@@ -179,7 +180,7 @@ import Testing
 
     /// The control: in a proper directory the file is read, replaced and
     /// forgotten. Each untrusted kind below differs from it in one respect.
-    @Test(.enabled(if: Host.isRoot, "the cache believes root-owned files only"))
+    @Test(.tags(.root), .enabled(if: Host.isRoot, "the cache believes root-owned files only"))
     func aProperDirectoryIsUsed() throws {
         let dir = try Self.directoryWithCache()
         let c = OffsetCache(path: dir + "/offsets")
@@ -190,7 +191,7 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir + "/offsets"))
     }
 
-    @Test(.enabled(if: Host.isRoot, "chown needs root"), arguments: ["symlink", "other uid", "mode 0777", "mode 0775"])
+    @Test(.tags(.root), .enabled(if: Host.isRoot, "chown needs root"), arguments: ["symlink", "other uid", "mode 0777", "mode 0775"])
     func anUntrustedDirectoryIsNeitherReadNorWritten(_ kind: String) throws {
         let real = try Self.directoryWithCache()
         var dir = real
@@ -216,7 +217,7 @@ import Testing
     }
 
     /// A missing directory is created (by root, 0755) and then used.
-    @Test(.enabled(if: Host.isRoot, "the cache believes root-owned files only"))
+    @Test(.tags(.root), .enabled(if: Host.isRoot, "the cache believes root-owned files only"))
     func aMissingDirectoryIsCreatedAndUsed() throws {
         let c = OffsetCache(path: Support.tempDir() + "/run/offsets")
         c.store(Self.other, buildID: Self.build)

@@ -5,7 +5,7 @@ import Rendering
 
 /// A listener's twin (the X server's file and abstract name): the scene's
 /// listeners, by what it bound and connected itself.
-@Suite(.serialized) struct PathTwinTests {
+@Suite(.serialized, .tags(.fixture), .layered) struct PathTwinTests {
     static func resolution() throws -> Resolution {
         var o = ResolverOptions()
         o.method = .netlink

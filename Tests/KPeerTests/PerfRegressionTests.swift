@@ -10,7 +10,7 @@ import Testing
 /// peer map, the one-buffer renderers) against plain reference versions
 /// written here from the contract, on inputs large and odd enough to reach
 /// every branch. No timing: speed is for `make bench`.
-struct PerfRegressionTests {
+@Suite(.layered) struct PerfRegressionTests {
     // MARK: the fd scan
 
     /// A fake /proc: pids with comm, ns/net and fd links, some sockets
@@ -79,7 +79,7 @@ struct PerfRegressionTests {
         return nil
     }
 
-    @Test func liveScanFindsThisProcessSockets() throws {
+    @Test(.tags(.fixture)) func liveScanFindsThisProcessSockets() throws {
         var sv: [Int32] = [0, 0]
         #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | OwnSockets.cloexec, 0, &sv) == 0)
         defer { close(sv[0]); close(sv[1]) }

@@ -3,7 +3,7 @@ import KPeerSystem
 import Testing
 
 /// The /proc/net/unix parser, on text captured from real kernels.
-struct ProcNetUnixTests {
+@Suite(.layered) struct ProcNetUnixTests {
     // Captured as root with kptr_restrict=1 (real addresses), plus lines
     // from kptr_restrict=0 (hashed: upper 32 bits zero).
     static let sample = Array("""
@@ -75,7 +75,7 @@ struct ProcNetUnixTests {
     }
 }
 
-struct EscapeTests {
+@Suite(.layered) struct EscapeTests {
     @Test func plainNamesPassUnchanged() {
         #expect(Escape.bytes(Array("/tmp/.X11-unix/X0".utf8)) == "/tmp/.X11-unix/X0")
         #expect(Escape.bytes(Array("/run/ünïcode".utf8)) == "/run/ünïcode")

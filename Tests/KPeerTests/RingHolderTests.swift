@@ -14,7 +14,7 @@ import Testing
 /// shape (this kernel's, and each forced by layouts that name only its
 /// members); what the owner table ends with is held against what the
 /// world was built with.
-struct RingHolderTests {
+@Suite(.layered) struct RingHolderTests {
     static let btf = "/sys/kernel/btf/vmlinux"
     static var haveBTF: Bool { access(btf, R_OK) == 0 }
 

@@ -12,96 +12,43 @@ import Testing
 /// with this machine's BTF holds one real socket as the kernel has it; rows
 /// that say anything else about its address are dropped one by one, and the
 /// real row stays. (The VM test does the same with a real attacker process.)
-struct RowVerifierTests {
-    static let btf = "/sys/kernel/btf/vmlinux"
-    static let base: UInt64 = 0xffff_8880_0200_0000
-    static var haveBTF: Bool { access(btf, R_OK) == 0 }
-
-    final class World {
-        let types: KernelTypes
-        let core = SyntheticCore()
-        var next = RowVerifierTests.base + 0x1000
-
-        init() throws {
-            types = try KernelTypes(btf: RowVerifierTests.btf)
-            _ = core.add(vaddr: RowVerifierTests.base, size: 1 << 18)
-        }
-
-        func off(_ t: String, _ p: String) throws -> UInt64 { UInt64(try types.member(t, p).offset) }
-        func alloc() -> UInt64 { defer { next += 0x1000 }; return next }
-        func bytes(_ at: UInt64, _ b: [UInt8]) { for (i, x) in b.enumerated() { core.pokeByte(at + UInt64(i), x) } }
-
-        /// A unix_sock of `type` with inode `inode` (0: an embryo, no
-        /// socket), in the namespace `netns`, bound to `name` (sun_path bytes).
-        func socket(inode: UInt64, type: UInt16 = 1, netns: UInt32 = 4026531840, name: [UInt8]?) throws -> UInt64 {
-            let us = alloc()
-            bytes(us + (try off("unix_sock", "sk.__sk_common.skc_family")), [1, 0])
-            bytes(us + (try off("unix_sock", "sk.sk_type")), [UInt8(type), 0])
-            if inode != 0 {
-                let sa = alloc()
-                core.poke(us + (try off("unix_sock", "sk.sk_socket")), sa)
-                core.poke(sa + (try off("socket_alloc", "vfs_inode.i_ino")), inode)
-            }
-            let net = alloc()
-            core.poke(us + (try off("unix_sock", "sk.__sk_common.skc_net.net")), net)
-            bytes(net + (try off("net", "ns.inum")), withUnsafeBytes(of: netns.littleEndian, Array.init))
-            if let name {
-                let ua = alloc()
-                core.poke(us + (try off("unix_sock", "addr")), ua)
-                let len = Int32(try off("sockaddr_un", "sun_path")) + Int32(name.count)
-                bytes(ua + (try off("unix_address", "len")), withUnsafeBytes(of: len.littleEndian, Array.init))
-                bytes(ua + (try off("unix_address", "name")) + (try off("sockaddr_un", "sun_path")), name)
-            }
-            return us
-        }
-
-        func verifier(peerAt: Int? = nil) throws -> RowVerifier {
-            let reader = ObjectReader(memory: try KernelMemory(path: try core.write()), types: types)
-            return try #require(RowVerifier(reader: reader, peerAt: peerAt))
-        }
-    }
-
-    static func row(_ address: UInt64, inode: UInt64, type: UInt16 = 1, state: UInt8 = 1, netns: UInt64 = 4026531840,
-                    path: String?, abstract: Bool = false, listening: Bool = true) -> UnixSocketEntry {
-        UnixSocketEntry(address: address, refCount: 2, flags: listening ? UnixSocketEntry.acceptConnections : 0,
-                        rawType: type, rawState: state, inode: inode,
-                        path: path.map { SocketPath(bytes: Array($0.utf8), isAbstract: abstract) }, netns: netns)
-    }
+@Suite(.layered) struct RowVerifierTests {
+    static var haveBTF: Bool { BTFKernel.available }
 
     @Test(.enabled(if: haveBTF)) func theRealRowPassesAndEveryForgeryFails() throws {
-        let w = try World()
+        let w = try BTFKernel()
         // A listener bound to /run/svc.sock (the kernel appends a NUL to a path).
         let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
         // An abstract name with an embedded NUL, printed @a@b.
         let a = try w.socket(inode: 600, type: 2, name: [0] + Array("a".utf8) + [0] + Array("b".utf8))
         let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
         let v = try w.verifier()
-        #expect(v.verify(Self.row(l, inode: 500, path: "/run/svc.sock")))
-        #expect(v.verify(Self.row(a, inode: 600, type: 2, path: "a@b", abstract: true, listening: false)))
-        #expect(v.verify(Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false)))
+        #expect(v.verify(BTFKernel.row(l, inode: 500, path: "/run/svc.sock")))
+        #expect(v.verify(BTFKernel.row(a, inode: 600, type: 2, path: "a@b", abstract: true, listening: false)))
+        #expect(v.verify(BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false)))
         // Forgeries of the listener's row: another inode, name, type, namespace.
-        #expect(!v.verify(Self.row(l, inode: 501, path: "/run/svc.sock")))
-        #expect(!v.verify(Self.row(l, inode: 500, path: "/run/evil.sock")))
-        #expect(!v.verify(Self.row(l, inode: 500, path: "/run/svc.sock", abstract: true)))
-        #expect(!v.verify(Self.row(l, inode: 500, path: nil)))
-        #expect(!v.verify(Self.row(l, inode: 500, type: 2, path: "/run/svc.sock")))
-        #expect(!v.verify(Self.row(l, inode: 500, netns: 4026532000, path: "/run/svc.sock")))
+        #expect(!v.verify(BTFKernel.row(l, inode: 501, path: "/run/svc.sock")))
+        #expect(!v.verify(BTFKernel.row(l, inode: 500, path: "/run/evil.sock")))
+        #expect(!v.verify(BTFKernel.row(l, inode: 500, path: "/run/svc.sock", abstract: true)))
+        #expect(!v.verify(BTFKernel.row(l, inode: 500, path: nil)))
+        #expect(!v.verify(BTFKernel.row(l, inode: 500, type: 2, path: "/run/svc.sock")))
+        #expect(!v.verify(BTFKernel.row(l, inode: 500, netns: 4026532000, path: "/run/svc.sock")))
         // An embryo row naming an inode, and a row at an address that holds no socket.
-        #expect(!v.verify(Self.row(embryo, inode: 77, path: "/run/svc.sock")))
-        #expect(!v.verify(Self.row(Self.base + 0x30000, inode: 500, path: "/run/svc.sock")))
+        #expect(!v.verify(BTFKernel.row(embryo, inode: 77, path: "/run/svc.sock")))
+        #expect(!v.verify(BTFKernel.row(BTFKernel.base + 0x30000, inode: 500, path: "/run/svc.sock")))
     }
 
     /// The attack that made the netlink method drop both rows ("listed
     /// twice"): a forged row with the listener's inode and address. Memory
     /// tells them apart: the real row stays, the forged one goes.
     @Test(.enabled(if: haveBTF)) func aForgedTwinDoesNotHideTheRealRow() throws {
-        let w = try World()
+        let w = try BTFKernel()
         let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
         let c = try w.socket(inode: 510, type: 1, name: nil)
-        let real = Self.row(l, inode: 500, path: "/run/svc.sock")
-        let forged = Self.row(l, inode: 500, path: "/run/other.sock")
-        let client = Self.row(c, inode: 510, state: 3, path: nil, listening: false)
-        let zeroed = (0..<50).map { _ in Self.row(0, inode: 500, path: "/run/svc.sock") }
+        let real = BTFKernel.row(l, inode: 500, path: "/run/svc.sock")
+        let forged = BTFKernel.row(l, inode: 500, path: "/run/other.sock")
+        let client = BTFKernel.row(c, inode: 510, state: 3, path: nil, listening: false)
+        let zeroed = (0..<50).map { _ in BTFKernel.row(0, inode: 500, path: "/run/svc.sock") }
         let kept = try #require(TrustedRows.verified([forged, real, client] + zeroed, try w.verifier()))
         #expect(kept == [real, client])
         // Without the check (no layouts), both twins go: the old behaviour.
@@ -113,15 +60,15 @@ struct RowVerifierTests {
     /// made-up inodes go; the flood of the "hashed addresses" attack
     /// (address 0) goes without touching the real rows.
     @Test(.enabled(if: haveBTF)) func loneRowsAreCheckedByInode() throws {
-        let w = try World()
+        let w = try BTFKernel()
         let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
         let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
-        let rows = [Self.row(l, inode: 500, path: "/run/svc.sock"),
-                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
-                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),  // a twin: checked in full, passes
-                    Self.row(Self.base + 0x30000, inode: 700, path: nil),  // no socket there
-                    Self.row(l + 8, inode: 500, path: nil),                // not a socket's address
-                    Self.row(0, inode: 701, path: nil)]
+        let rows = [BTFKernel.row(l, inode: 500, path: "/run/svc.sock"),
+                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
+                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),  // a twin: checked in full, passes
+                    BTFKernel.row(BTFKernel.base + 0x30000, inode: 700, path: nil),  // no socket there
+                    BTFKernel.row(l + 8, inode: 500, path: nil),                // not a socket's address
+                    BTFKernel.row(0, inode: 701, path: nil)]
         #expect(try w.verifier().verifyAll(rows) == [true, true, true, false, false, false])
     }
 
@@ -130,18 +77,18 @@ struct RowVerifierTests {
     /// same, and each checked row's word is what the core holds there —
     /// lone rows (inode check) and twins (full check) alike.
     @Test(.enabled(if: haveBTF)) func thePeerWordComesWithTheCheck() throws {
-        let w = try World()
+        let w = try BTFKernel()
         let peerAt = try w.off("unix_sock", "peer")
         let a = try w.socket(inode: 500, name: nil), b = try w.socket(inode: 501, name: nil)
         let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
         w.core.poke(a + peerAt, b)
         w.core.poke(b + peerAt, a)
         w.core.poke(embryo + peerAt, 0xffff_8880_dead_0000)
-        let rows = [Self.row(a, inode: 500, state: 3, path: nil, listening: false),
-                    Self.row(b, inode: 501, state: 3, path: nil, listening: false),
-                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
-                    Self.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
-                    Self.row(Self.base + 0x30000, inode: 700, path: nil)]
+        let rows = [BTFKernel.row(a, inode: 500, state: 3, path: nil, listening: false),
+                    BTFKernel.row(b, inode: 501, state: 3, path: nil, listening: false),
+                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
+                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
+                    BTFKernel.row(BTFKernel.base + 0x30000, inode: 700, path: nil)]
         let plain = try w.verifier().verifyAll(rows)
         let v = try w.verifier(peerAt: Int(peerAt))
         #expect(v.verifyAll(rows) == plain)
@@ -154,18 +101,18 @@ struct RowVerifierTests {
     /// A table none of whose rows verifies says the layouts are wrong (a
     /// stale remembered layout), not that every row is forged.
     @Test(.enabled(if: haveBTF)) func nothingVerifiedMeansWrongLayouts() throws {
-        let w = try World()
+        let w = try BTFKernel()
         let l = try w.socket(inode: 500, name: nil)
-        #expect(TrustedRows.verified([Self.row(l, inode: 999, path: nil)], try w.verifier()) == nil)
+        #expect(TrustedRows.verified([BTFKernel.row(l, inode: 999, path: nil)], try w.verifier()) == nil)
     }
 }
 
 /// The netlink method's side of the same attack: sock_diag's own record of
 /// an inode listed twice tells the real row from the forged twin.
-struct VouchedRowTests {
+@Suite(.layered) struct VouchedRowTests {
     static func row(_ inode: UInt64, path: String?, abstract: Bool = false, listening: Bool = true,
                     type: UInt16 = 1) -> UnixSocketEntry {
-        RowVerifierTests.row(0, inode: inode, type: type, path: path, abstract: abstract, listening: listening)
+        BTFKernel.row(0, inode: inode, type: type, path: path, abstract: abstract, listening: listening)
     }
 
     static func diag(_ inode: UInt64, name: [UInt8]?, listening: Bool = true, type: UInt8 = 1) -> DiagEntry {

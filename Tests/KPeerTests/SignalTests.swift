@@ -11,7 +11,7 @@ import Testing
 /// (or, with -w, keeps it stopped until told). The sysctl itself is the
 /// independent truth. Needs root and a writable kptr_restrict at 0 (the
 /// VM's x_signal_* runs cover /proc/kcore with the same program).
-@Suite(.serialized) struct SignalTests {
+@Suite(.serialized, .tags(.binary, .root), .layered) struct SignalTests {
     static let sysctl = "/proc/sys/kernel/kptr_restrict"
     static let lock = "/run/kpeer-kptr.lock"
 

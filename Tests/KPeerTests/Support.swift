@@ -23,8 +23,8 @@ enum Support {
         let out = Pipe()
         // stderr goes to a file: reading two pipes needs two threads.
         let errPath = tempDir() + "/stderr"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        let errHandle = FileHandle(forWritingAtPath: errPath)!
+        guard FileManager.default.createFile(atPath: errPath, contents: nil),
+              let errHandle = FileHandle(forWritingAtPath: errPath) else { throw Failure("cannot make \(errPath)") }
         p.standardOutput = out
         p.standardError = errHandle
         p.standardInput = FileHandle.nullDevice

@@ -3,7 +3,7 @@ import Testing
 
 /// The built kpeer on the scenes: a path whose clients are on its abstract
 /// twin (the X server), and a socket whose peer has closed.
-@Suite(.serialized) struct TwinAndClosedCLITests {
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct TwinAndClosedCLITests {
     static var kpeer: String { Support.kpeerBinary }
 
     @Test func theXServerFileShowsItsAbstractClients() throws {

@@ -3,7 +3,7 @@ import Testing
 
 /// `kpeer --watch` from the command line: usage errors, and a bounded watch
 /// on this host (where eBPF cannot load: the polling fallback and its notice).
-@Suite(.serialized)
+@Suite(.serialized, .tags(.binary, .fixture), .layered)
 struct WatchCLITests {
     static func kpeer(_ args: [String]) throws -> Support.Result { try Support.run(Support.kpeerBinary, args) }
 
@@ -24,7 +24,7 @@ struct WatchCLITests {
     /// Bounded by --duration, it ends 0 with its summary on stderr (text) or
     /// as the last line of stdout (--json); every stdout line before it is
     /// one event object.
-    @Test func durationEndsAWatchWithItsSummary() throws {
+    @Test(.tags(.root)) func durationEndsAWatchWithItsSummary() throws {
         let text = try Self.kpeer(["--watch", "--duration", "0.3", "--interval", "0.05"])
         #expect(text.status == 0)
         let lines = text.stderr.split(separator: "\n")
@@ -42,7 +42,7 @@ struct WatchCLITests {
     /// uses kprobes or nothing: where this kernel has none (no kprobe PMU,
     /// as on the host these tests were written on) it is one line and 69,
     /// not a quiet fallback to polling.
-    @Test func attachChoosesHowAndSaysSo() throws {
+    @Test(.tags(.root)) func attachChoosesHowAndSaysSo() throws {
         let poll = try Self.kpeer(["--watch", "--attach", "poll", "--json", "--duration", "0.2", "--interval", "0.05"])
         #expect(poll.status == 0, "\(poll.stderr)")
         #expect(poll.stderr == "kpeer: polling sock_diag every 50 ms (--attach poll): a connection that opens and closes "
@@ -65,7 +65,7 @@ struct WatchCLITests {
         }
     }
 
-    @Test func aNameWithNothingBoundIsNotFound() throws {
+    @Test(.tags(.root)) func aNameWithNothingBoundIsNotFound() throws {
         let r = try Self.kpeer(["--watch", "--duration", "0.1", "@kpeer-watch-nothing-\(getpid())"])
         #expect(r.status == 2)
         #expect(r.stderr.hasPrefix("kpeer: nothing is bound to @kpeer-watch-nothing-"))

@@ -10,7 +10,7 @@ import Testing
 /// sockets this test makes, the kernel events' enrichment and filtering, the
 /// output forms, and the signals that end a watch. (The BPF program itself
 /// runs in the VM test, guest.d/watch.sh: this host's kernel cannot load it.)
-@Suite(.serialized)
+@Suite(.serialized, .tags(.fixture), .layered)
 struct WatchTests {
     // MARK: the embedded object
 

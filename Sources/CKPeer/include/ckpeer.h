@@ -29,6 +29,7 @@ enum {
     KP_ENOMEMBER = -6,   // struct has no such member
     KP_ENOBUILDID = -7,  // no GNU build-id note
     KP_EFORMAT = -8,     // malformed input (bad BTF, bad DWARF)
+    KP_ENOTREG = -9,     // not a regular file (a FIFO, a device, a directory)
 };
 
 typedef struct kp_segment {
