@@ -106,7 +106,7 @@ public enum Identity {
     }
 
     /// The `-e` table's identity columns for a socket's first owner, each
-    /// (text, width with its separator), as Render.factColumns: NS-PID,
+    /// (text, width with its separator), as Render.writeFactColumns pads: NS-PID,
     /// Cgroup, Held.
     public static func columns(_ owner: Owner?, identity: ProcessIdentity?, ownPidNamespace: UInt64?) -> [(String, Int)] {
         guard let owner else { return [("-", 23), ("-", 33), ("-", 13)] }

@@ -68,15 +68,49 @@ public enum Render {
         "Proto RefCnt Flags       Type       State         I-Node   PID/Program name     Peer PID/Program name  Recv-Q       Send-Q   Backlog  Connector        File                 Senders  "
         + Identity.columnsHeader + "Path\n"
 
-    static func factColumns(_ f: SocketFacts?) -> [(String, Int)] {
-        let rq = f?.receiveQueue.map { "\($0.skbs)/\($0.bytes)" + ($0.partial ? "+" : "") } ?? "-"
-        let sq = f?.sendBytes.map(String.init) ?? "-"
-        let bl = f?.backlog.map { "\($0.pending)/\($0.max)" } ?? "-"
-        let by = f?.connector.map { "\($0.pid.map(String.init) ?? "?"):\($0.uid):\($0.gid)" } ?? "-"
-        let file = f?.boundFile.map { "\($0.inode)@\($0.major):\($0.minor)" } ?? "-"
-        let senders = f.map { $0.senders.isEmpty ? "-" : $0.senders.map { "\($0.inode.map(String.init) ?? "?"):\($0.datagrams)" }.joined(separator: ",") } ?? "-"
-        return [(rq, 13), (sq, 9), (bl, 9), (by, 17), (file, 21), (senders, 9)]
+    /// The -e fact cells, written straight into the row (no string per
+    /// cell: -e prints a row per socket), each padded to its width with its
+    /// separator: Recv-Q `skbs/bytes` (`+`: the queue changed while read),
+    /// Send-Q bytes, Backlog `pending/max`, Connector `pid:uid:gid` (`?`: a
+    /// pid outside kpeer's namespace), File `inode@major:minor`, Senders
+    /// `inode:datagrams,…` (`?`: a closed sender); `-` for nothing known.
+    static func writeFactColumns(_ f: SocketFacts?, into out: inout ByteOutput) {
+        var at = out.count
+        func num<T: BinaryInteger>(_ v: T) {
+            if v < 0 { out.decimal(Int64(v)) } else { out.decimal(UInt64(v)) }
+        }
+        func next(_ width: Int) {
+            out.pad(from: at, to: width - 1)
+            at = out.count
+        }
+        if let q = f?.receiveQueue {
+            num(q.skbs); out.byte(0x2F); num(q.bytes)
+            if q.partial { out.byte(0x2B) }
+        } else { out.byte(0x2D) }
+        next(13)
+        if let b = f?.sendBytes { num(b) } else { out.byte(0x2D) }
+        next(9)
+        if let b = f?.backlog { num(b.pending); out.byte(0x2F); num(b.max) } else { out.byte(0x2D) }
+        next(9)
+        if let c = f?.connector {
+            if let pid = c.pid { num(pid) } else { out.byte(0x3F) }
+            out.byte(0x3A); num(c.uid); out.byte(0x3A); num(c.gid)
+        } else { out.byte(0x2D) }
+        next(17)
+        if let b = f?.boundFile {
+            num(b.inode); out.byte(0x40); num(b.major); out.byte(0x3A); num(b.minor)
+        } else { out.byte(0x2D) }
+        next(21)
+        if let f, !f.senders.isEmpty {
+            for (i, x) in f.senders.enumerated() {
+                if i > 0 { out.byte(0x2C) }
+                if let inode = x.inode { num(inode) } else { out.byte(0x3F) }
+                out.byte(0x3A); num(x.datagrams)
+            }
+        } else { out.byte(0x2D) }
+        next(9)
     }
+
 
     /// -v with INODE or PATH: SocketFacts of one socket, a line each.
     public static func factLines(_ map: PeerMap, _ inode: UInt64) -> [String] {
@@ -109,6 +143,7 @@ public enum Render {
     static func table(_ map: PeerMap, ownNetns: UInt64, extended: Bool, ownPidNamespace: UInt64? = nil) -> String {
         var out = ByteOutput(expected: map.sockets.count * 128 + 256)
         var names = NameCache(dump: false)
+        var identityCells: [IdentityKey: [UInt8]] = [:]
         if extended { out.append(extendedHeader) } else { out.append(tableHeader) }
         for i in map.sockets.indices {
             let e = map.sockets[i].entry
@@ -142,16 +177,21 @@ public enum Render {
             out.pad(from: at, to: 22)
             if extended {
                 // Each width counts its separator, as the header spells them.
-                for (text, width) in factColumns(map.facts?[e.inode]) {
-                    at = out.count
-                    out.append(text)
-                    out.pad(from: at, to: width - 1)
-                }
+                writeFactColumns(map.facts?[e.inode], into: &out)
+                // The identity cells are the same for every socket of a
+                // process held the same way: rendered once each.
                 let first = map.sockets[i].owners.first
-                for (text, width) in Identity.columns(first, identity: first.flatMap { map.identities[$0.pid] }, ownPidNamespace: ownPidNamespace) {
-                    at = out.count
-                    out.append(text)
-                    out.pad(from: at, to: width - 1)
+                let key = first.map { IdentityKey(pid: $0.pid, via: $0.via) }
+                if let key, let cells = identityCells[key] {
+                    out.append(cells)
+                } else {
+                    let start = out.count
+                    for (text, width) in Identity.columns(first, identity: first.flatMap { map.identities[$0.pid] }, ownPidNamespace: ownPidNamespace) {
+                        at = out.count
+                        out.append(text)
+                        out.pad(from: at, to: width - 1)
+                    }
+                    if let key { identityCells[key] = out.bytes(from: start) }
                 }
             }
             if let path = e.path { out.append(path.display) }
@@ -339,6 +379,12 @@ struct ByteOutput: ~Copyable {
         count += n
     }
 
+    /// The bytes written since `start` in this row (rows are flushed only
+    /// between rows, so they are all still here).
+    func bytes(from start: Int) -> [UInt8] {
+        Array(UnsafeBufferPointer(start: base + start, count: count - start))
+    }
+
     consuming func finish() -> String {
         flush()
         return text
@@ -418,4 +464,10 @@ extension Render {
 
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+/// Which identity cells a holder gets: its process, and how it holds.
+struct IdentityKey: Hashable {
+    var pid: Int32
+    var via: HoldKind
 }
