@@ -88,19 +88,27 @@ import Testing
         // SIGKILL: a child may inherit a blocked SIGTERM from the runner.
         kill(pid, SIGKILL)
         first.waitUntilExit()
-        // Hand the same pid to a new process; others may take it first, so
-        // try until one of ours gets it (each try is one fork, no waiting).
-        var second: Process?
-        for _ in 0..<200 {
-            try "\(pid - 1)".write(toFile: "/proc/sys/kernel/ns_last_pid", atomically: false, encoding: .utf8)
-            let p = try Self.spawn("/bin/cat", [])
-            if p.processIdentifier == pid { second = p; break }
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+        // Hand the same pid to a new process; others (tests running beside
+        // this one) may take it first, so try until ours gets it. The fork
+        // follows the write at once, and the child only pauses.
+        var newcomer: pid_t = -1
+        let lastPid = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC)
+        try #require(lastPid >= 0)
+        defer { close(lastPid) }
+        let before = Array("\(pid - 1)".utf8)
+        for _ in 0..<2000 {
+            _ = before.withUnsafeBytes { pwrite(lastPid, $0.baseAddress, $0.count, 0) }
+            let child = kp_test_fork()
+            if child == 0 { while true { pause() } }
+            if child == pid { newcomer = child; break }
+            kill(child, SIGKILL)
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
         }
-        let newcomer = try #require(second, "pid \(pid) was never handed out again")
-        defer { kill(newcomer.processIdentifier, SIGKILL); newcomer.waitUntilExit() }
-        #expect(Files.text("/proc/\(pid)/comm") == "cat")
+        try #require(newcomer == pid, "pid \(pid) was never handed out again")
+        defer { kill(newcomer, SIGKILL); var status: Int32 = 0; waitpid(newcomer, &status, 0) }
+        // The child is named after the thread that forked it.
+        #expect(Files.text("/proc/\(pid)/comm") == Files.text("/proc/thread-self/comm"))
         #expect(ScanWork.processName(dirFD) == "?")
         #expect(ScanWork.netns(dirFD) == nil)
     }
@@ -138,3 +146,8 @@ import Testing
         #expect(!boxed.stderr.contains("in flight"), "\(boxed.stderr)")
     }
 }
+
+/// fork(2): Glibc's module marks it unavailable in Swift. The child here
+/// only pauses (async-signal-safe) until it is killed.
+@_silgen_name("fork")
+private func kp_test_fork() -> pid_t
