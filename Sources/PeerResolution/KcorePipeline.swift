@@ -98,6 +98,9 @@ struct KcorePipeline {
         /// Each checked row's word at the peer offset the symbols gave, read
         /// with its check (RowVerifier.peerWords): stage 6's first read.
         var peerWords: (offset: Int, words: [UInt64: UInt64])?
+        /// With a focus (ResolverOptions.factsFocus): the rows whose receive
+        /// queue is not empty, read with their check; nil when not known.
+        var queued: Set<UInt64>?
     }
 
     /// Struct layouts (given, remembered, BTF, DWARF) for the kernel-object
@@ -118,12 +121,15 @@ struct KcorePipeline {
             out.factsUnavailable["all"] = error.description
         }
         // With -e the facts' snapshot of each unix_sock carries the peer
-        // word; without, the row check reads it.
-        let peerAt = wantsFacts ? nil : symbols.offset?.value
-        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0, peerAt: peerAt) }) {
+        // word; without, or with facts for one socket only, the row check
+        // reads it (and, for the latter, which receive queues hold data).
+        let focused = wantsFacts && options.factsFocus != nil
+        let peerAt = !wantsFacts || focused ? symbols.offset?.value : nil
+        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0, peerAt: peerAt, queues: focused) }) {
             if let rows = Trace.phase("row checks", { TrustedRows.verified(table, verifier) }) {
                 out.entries = rows
                 if let peerAt { out.peerWords = (peerAt, verifier.peerWords) }
+                if verifier.qlenAt != nil { out.queued = verifier.queued }
                 return out
             }
             out.layoutContradicted = true
@@ -180,7 +186,7 @@ struct KcorePipeline {
         var offset = offset
         var found: Peers
         do {
-            found = try pointers(offset, memory, rows.entries, namespaces, factReader, rows.peerWords)
+            found = try pointers(offset, memory, rows.entries, namespaces, factReader, rows.peerWords, queued: rows.queued)
         } catch where error.kind == .refused && offset.remembered {
             // Remembered for this build, yet failing now (the cache file was
             // edited?): forget it and read the symbols again.
@@ -208,7 +214,8 @@ struct KcorePipeline {
     /// One pass of KcoreResolver over the rows with `offset`.
     private func pointers(_ offset: MemberOffset, _ memory: KernelMemory, _ entries: [UnixSocketEntry],
                           _ namespaces: [NetNamespace], _ factReader: FactReader?,
-                          _ early: (offset: Int, words: [UInt64: UInt64])? = nil) throws(KPeerError) -> Peers {
+                          _ early: (offset: Int, words: [UInt64: UInt64])? = nil,
+                          queued: Set<UInt64>? = nil) throws(KPeerError) -> Peers {
         let procRoot = options.procRoot
         let identities = options.identities
         let scanned = Scanned()
@@ -217,7 +224,31 @@ struct KcorePipeline {
                 try Resolver.readTables(namespaces: namespaces, procRoot: procRoot)
             }
         }
-        if let factReader {
+        if let factReader, let focus = options.factsFocus, let early, early.offset == offset.value, let queued {
+            // One socket asked about: its facts, its peer's, and those of
+            // sockets with a receive queue (one may carry either in flight);
+            // the peer words the row checks read.
+            let at = UInt64(early.offset)
+            resolver.readPeers = { rows in
+                Trace.phase("kernel objects") {
+                    let words = rows.map { e in
+                        e.address == 0 ? nil : early.words[e.address] ?? (try? memory.readWord(e.address &+ at))
+                    }
+                    var wanted = queued
+                    for (i, e) in rows.enumerated() where e.inode == focus && e.address != 0 {
+                        wanted.insert(e.address)
+                        if let p = words[i], p != 0 { wanted.insert(p) }
+                    }
+                    scanned.rawFacts = rows.map { e in
+                        e.address != 0 && wanted.contains(e.address) ? factReader.factsAndPeer(e, peerOffset: nil).facts : nil
+                    }
+                    return words
+                }
+            }
+            resolver.onStable = { stable in
+                scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
+            }
+        } else if let factReader {
             // The peer word comes from the same read of each unix_sock as
             // its facts.
             let at = offset.value

@@ -25,6 +25,11 @@ public struct ResolverOptions: Sendable {
     /// Read SocketFacts with the kernel-object reader (kcore method):
     /// bound files, connectors, queues, datagram senders.
     public var kernelFacts = false
+    /// The one socket asked about (`kpeer INODE`): the kcore method then
+    /// reads SocketFacts only where that answer can rest on them (the
+    /// socket, its peer, and sockets with a receive queue, which may carry
+    /// it in flight), not for every socket.
+    public var factsFocus: UInt64?
     /// The netlink method's connectors (a pidfd_getfd per connected
     /// socket): only where the output shows them, not for a bare INODE.
     public var connectors = false
@@ -80,6 +85,8 @@ public enum Resolver {
     /// looked into.
     public static func resolve(_ options: ResolverOptions, boundFiles: Bool = false,
                                focus: UInt64? = nil) throws(KPeerError) -> Resolution {
+        var options = options
+        if let focus, !boundFiles { options.factsFocus = focus }
         let first = try resolveOnce(options, boundFiles: boundFiles)
         let unlisted: [(inode: UInt64, owners: [Owner])]
         if let focus {

@@ -31,11 +31,20 @@ final class RowVerifier {
     /// address → the word at `peerAt`, for each row checked (the resolver's
     /// first read of every peer pointer, made here at no extra pread).
     private(set) var peerWords: [UInt64: UInt64] = [:]
+    /// With `queues`: where `sk_receive_queue.qlen` is, read in the same
+    /// pread, and the addresses of checked rows whose queue is not empty.
+    let qlenAt: Int?
+    private(set) var queued: Set<UInt64> = []
 
     /// nil when this kernel's layouts lack a member the check needs.
-    init?(reader: ObjectReader, peerAt: Int? = nil) {
+    init?(reader: ObjectReader, peerAt: Int? = nil, queues: Bool = false) {
         self.reader = reader
         self.peerAt = peerAt
+        if queues, peerAt != nil, let m = try? reader.types.member("unix_sock", "sk.sk_receive_queue.qlen"), m.size == 4 {
+            qlenAt = m.offset
+        } else {
+            qlenAt = nil
+        }
         let t = reader.types
         func off(_ type: String, _ path: String, size: Int? = nil) -> Int? {
             guard let m = try? t.member(type, path), size == nil || m.size == size else { return nil }
@@ -53,7 +62,7 @@ final class RowVerifier {
               let sun = try? t.member("sockaddr_un", "sun_path") else { return nil }
         var l = Layout(family: family, type: type, socket: socket, net: net, addr: addr, inode: inode, inum: inum,
                        addrLen: addrLen, sunPath: name + sun.offset, sunPathSize: sun.size, sunOffset: sun.offset)
-        l.span = max(family + 2, type + 2, socket + 8, net + 8, addr + 8, (peerAt ?? 0) + 8)
+        l.span = max(family + 2, type + 2, socket + 8, net + 8, addr + 8, (peerAt ?? 0) + 8, (qlenAt ?? 0) + 4)
         at = l
         if let peerAt, peerAt < 0 || peerAt & 7 != 0 { return nil }
     }
@@ -97,18 +106,20 @@ final class RowVerifier {
         guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return false }
         let socket: UInt64
         if let peerAt {
-            // sk_socket and peer in one read: a pread costs far more than
-            // the few hundred bytes between them.
-            let lo = min(at.socket, peerAt), hi = max(at.socket, peerAt) + 8
+            // sk_socket and peer (and qlen) in one read: a pread costs far
+            // more than the few hundred bytes between them.
+            let lo = min(at.socket, peerAt, qlenAt ?? peerAt), hi = max(at.socket + 8, peerAt + 8, (qlenAt ?? 0) + 4)
             guard memory.contains(e.address &+ UInt64(hi - 1)) else { return false }
-            var words = (socket: UInt64(0), peer: UInt64(0))
+            var words = (socket: UInt64(0), peer: UInt64(0), qlen: UInt32(0))
             try withUnsafeTemporaryAllocation(byteCount: hi - lo, alignment: 8) { (b: UnsafeMutableRawBufferPointer) throws(KPeerError) in
                 try memory.read(e.address &+ UInt64(lo), into: b)
                 words = (UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at.socket - lo, as: UInt64.self)),
-                         UInt64(littleEndian: b.loadUnaligned(fromByteOffset: peerAt - lo, as: UInt64.self)))
+                         UInt64(littleEndian: b.loadUnaligned(fromByteOffset: peerAt - lo, as: UInt64.self)),
+                         qlenAt.map { UInt32(littleEndian: b.loadUnaligned(fromByteOffset: $0 - lo, as: UInt32.self)) } ?? 0)
             }
             socket = words.socket
             peerWords[e.address] = words.peer
+            if words.qlen != 0 { queued.insert(e.address) }
         } else {
             socket = try memory.readWord(e.address &+ UInt64(at.socket))
         }
@@ -129,6 +140,7 @@ final class RowVerifier {
         guard e.address != 0, memory.contains(e.address), memory.contains(e.address &+ UInt64(at.span - 1)) else { return false }
         let b = try memory.read(e.address, count: at.span)
         if let peerAt { peerWords[e.address] = le(b, peerAt, 8) }
+        if let qlenAt, le(b, qlenAt, 4) != 0 { queued.insert(e.address) }
         guard le(b, at.family, 2) == 1,  // AF_UNIX
               le(b, at.type, 2) == UInt64(e.rawType) else { return false }
         let socket = le(b, at.socket, 8)

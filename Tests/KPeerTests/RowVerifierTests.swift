@@ -96,6 +96,15 @@ import Testing
         #expect(v.peerWords[a] == b && v.peerWords[b] == a && v.peerWords[embryo] == 0xffff_8880_dead_0000)
         // A misaligned offset is no offset: no verifier rather than torn words.
         #expect(RowVerifier(reader: v.reader, peerAt: Int(peerAt) + 4) == nil)
+        // Asked for queues (kpeer INODE): the rows whose receive queue holds
+        // data, from the same read — the lone row (inode check) and the
+        // twinned embryo (full check) alike; no others.
+        w.core.pokeByte(a + (try w.off("unix_sock", "sk.sk_receive_queue.qlen")), 2)
+        w.core.pokeByte(embryo + (try w.off("unix_sock", "sk.sk_receive_queue.qlen")), 1)
+        let q = try #require(RowVerifier(reader: try w.verifier().reader, peerAt: Int(peerAt), queues: true))
+        #expect(q.verifyAll(rows) == plain)
+        #expect(q.queued == [a, embryo])
+        #expect(q.peerWords[a] == b)
     }
 
     /// A table none of whose rows verifies says the layouts are wrong (a
