@@ -307,10 +307,11 @@ if vm_rows:
                  f"{kv.get('kcore_all_e', '-')} | {kv.get('extended_ratio', '-')} | {kv.get('kcore_rss_kb')} | {kv.get('netlink_rss_kb')} | {kv.get('failed_runs', '-')} |")
     L.append("")
     if any(kv.get("before_ratio", "-") not in ("-", "") for kv in vm_rows):
-        L.append("| kernel | kpeer before the reader, `--all` s | this kpeer, `--all` s | ratio |")
-        L.append("|---|---:|---:|---:|")
+        L.append("| kernel | before the reader, `--all` s | this kpeer, `--all` s | ratio | before, `kpeer INODE` s | this kpeer, `kpeer INODE` s | ratio |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
         for kv in vm_rows:
-            L.append(f"| {kv.get('kernel')} | {kv.get('before_all', '-')} | {kv.get('after_all', '-')} | {kv.get('before_ratio', '-')} |")
+            L.append(f"| {kv.get('kernel')} | {kv.get('before_all', '-')} | {kv.get('after_all', '-')} | {kv.get('before_ratio', '-')} | "
+                     f"{kv.get('before_inode', '-')} | {kv.get('after_inode', '-')} | {kv.get('inode_ratio', '-')} |")
         L.append("")
         L.append("The kpeer before the kernel-object reader is built from the commit BASELINE names (make bench")
         L.append("builds it once in .cache/bench) and timed in the same guest right before this one, each warm,")

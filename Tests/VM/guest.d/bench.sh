@@ -37,6 +37,7 @@ bench_kcore_netlink() {
         kill "$crowd_pid" 2> /dev/null
         return 1
     fi
+    sample=$(awk '$1 == "sample" { print $2; exit }' /tmp/bench.crowd)
     r=0
     while [ $r -lt "$runs" ]; do
         # Alternate which goes first, so neither always runs on a warm cache.
@@ -60,6 +61,11 @@ bench_kcore_netlink() {
                 kpeer-before --method kcore --all > /dev/null 2>&1;
                 crowd_measure kpeer-before --method kcore --all' >> /tmp/bench.t.before
             crowd_measure kpeer --method kcore --all >> /tmp/bench.t.all2
+            # And one socket's peer (kpeer INODE), the everyday question.
+            unshare -m sh -c "mount -t tmpfs -o mode=0755 kpeer-before /run/kpeer &&
+                kpeer-before --method kcore $sample > /dev/null 2>&1;
+                crowd_measure kpeer-before --method kcore $sample" >> /tmp/bench.t.inode_before
+            crowd_measure kpeer --method kcore "$sample" >> /tmp/bench.t.inode_now
         fi
         crowd_measure kpeer --method kcore --all -e >> /tmp/bench.t.alle
         rm -f /run/kpeer/offsets /run/kpeer/layouts
@@ -85,12 +91,15 @@ bench_kcore_netlink() {
     ae=$(awk '{ print $1 }' /tmp/bench.t.alle | bench_median)
     b=$(awk '{ print $1 }' /tmp/bench.t.before 2> /dev/null | bench_median)
     a2=$(awk '{ print $1 }' /tmp/bench.t.all2 2> /dev/null | bench_median)
+    ib=$(awk '{ print $1 }' /tmp/bench.t.inode_before 2> /dev/null | bench_median)
+    iq=$(awk '{ print $1 }' /tmp/bench.t.inode_now 2> /dev/null | bench_median)
     # Timed runs that did not exit 0 (the report marks them; not a failure).
     fails=$(cat /tmp/bench.t.* | awk '$3 != 0' | wc -l)
     echo "bench-vm sockets=$sockets lines=$(wc -l < /tmp/bench.kcore) runs=$runs kcore=$k netlink=$n" \
         "ratio=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.3f", k / n }') kcore_rss_kb=$kr netlink_rss_kb=$nr kcore_offset=$o kcore_first=$c kcore_all=$a kcore_all_e=$ae" \
         "extended_ratio=$(awk -v e="$ae" -v a="$a" 'BEGIN { printf "%.3f", e / a }') failed_runs=$fails" \
-        "before_all=$b after_all=$a2 before_ratio=$(awk -v a="$a2" -v b="$b" 'BEGIN { if (b > 0 && a > 0) printf "%.3f", a / b; else print "-" }')"
+        "before_all=$b after_all=$a2 before_ratio=$(awk -v a="$a2" -v b="$b" 'BEGIN { if (b > 0 && a > 0) printf "%.3f", a / b; else print "-" }')" \
+        "before_inode=$ib after_inode=$iq inode_ratio=$(awk -v a="$iq" -v b="$ib" 'BEGIN { if (b > 0 && a > 0) printf "%.3f", a / b; else print "-" }')"
     echo "kcore runs:   $(awk '{ printf "%s ", $1 }' /tmp/bench.t.kcore)"
     echo "netlink runs: $(awk '{ printf "%s ", $1 }' /tmp/bench.t.netlink)"
     return 0
