@@ -39,10 +39,10 @@ struct KcorePipeline {
         } else {
             explicit = try types?.peerOffset()
         }
-        try KcorePreflight.check(path: options.kcorePath)
+        try Trace.phase("preflight") { () throws(KPeerError) in try KcorePreflight.check(path: options.kcorePath) }
         // Symbols the user did not name: remembered from an earlier run of
         // this kernel build, else read now.
-        let buildID = explicit == nil && options.offsetCache != nil ? BuildID.runningKernel() : nil
+        let buildID = explicit == nil && options.offsetCache != nil ? Trace.phase("build-id") { BuildID.runningKernel() } : nil
         var offset = Trace.phase("offset") { explicit ?? buildID.flatMap { options.offsetCache?.lookup(buildID: $0) } }
         if offset == nil, let fresh = try? Trace.phase("offset", { () throws(KPeerError) in try Resolver.freshTypes() }) {
             types = fresh
@@ -73,7 +73,7 @@ struct KcorePipeline {
     func table(_ memory: KernelMemory, calibrating: Bool) throws(KPeerError) -> Table {
         // The pair also anchors connector pids (PidAnchor): its sk_peer_pid
         // is kpeer's own struct pid.
-        let pair = calibrating || wantsFacts ? try Calibration.Pair() : nil
+        let pair = calibrating || wantsFacts ? try Trace.phase("pair") { () throws(KPeerError) in try Calibration.Pair() } : nil
         let namespaces = Trace.phase("namespaces") {
             Resolver.merged(NetNamespaces.all(procRoot: options.procRoot), options.extraNamespaces)
         }
@@ -180,8 +180,8 @@ struct KcorePipeline {
                buildID: [UInt8]?, pair: Calibration.Pair? = nil) throws(KPeerError) -> Peers {
         var factReader: FactReader?
         if wantsFacts, let reader = rows.reader, !rows.layoutContradicted {
-            factReader = FactReader(reader: reader, pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot),
-                                    anchor: pair.flatMap { anchor($0, rows.entries, reader) })
+            factReader = Trace.phase("facts setup") { FactReader(reader: reader, pidLevel: PidNamespace.ownLevel(procRoot: options.procRoot),
+                                    anchor: pair.flatMap { anchor($0, rows.entries, reader) }) }
         }
         var offset = offset
         var found: Peers
@@ -325,7 +325,7 @@ struct KcorePipeline {
             map.factsUnavailable = rows.factsUnavailable
         }
         if let types = rows.reader?.types, options.offsetCache != nil, options.dwarfPath == nil, options.btfPath == nil,
-           let buildID = BuildID.runningKernel() {
+           let buildID = Trace.phase("build-id", { BuildID.runningKernel() }) {
             if rows.layoutContradicted {
                 if types.remembered { options.layoutCache.forget() }  // wrong for this build: read again next run
             } else {

@@ -32,7 +32,7 @@ enum Main {
             fail(code == .validationFailure ? KPeerError(.usage, message, fix: "see kpeer --help") : KPeerError(.usage, message))
         }
         do {
-            try command.execute()
+            try Trace.phase("run") { () throws(KPeerError) in try command.execute() }
         } catch {
             fail(error)
         }
