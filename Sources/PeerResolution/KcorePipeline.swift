@@ -101,13 +101,16 @@ struct KcorePipeline {
         /// With a focus (ResolverOptions.factsFocus): the rows whose receive
         /// queue is not empty, read with their check; nil when not known.
         var queued: Set<UInt64>?
+        /// Only the rows the focus's answer rests on (FocusRows).
+        var focused = false
     }
 
     /// Struct layouts (given, remembered, BTF, DWARF) for the kernel-object
     /// reader; with them a row stays only when memory at its address is the
     /// socket it describes (RowVerifier), without them when its address is
     /// kernel memory and listed once (TrustedRows.inMemory).
-    func rows(_ table: [UnixSocketEntry], _ memory: KernelMemory, _ symbols: Symbols) -> Rows {
+    func rows(_ table: [UnixSocketEntry], _ memory: KernelMemory, _ symbols: Symbols,
+              pair: Calibration.Pair? = nil) -> Rows {
         var out = Rows(entries: [])
         do throws(KPeerError) {
             let types: KernelTypes
@@ -126,6 +129,16 @@ struct KcorePipeline {
         let focused = wantsFacts && options.factsFocus != nil
         let peerAt = !wantsFacts || focused ? symbols.offset?.value : nil
         if let verifier = out.reader.flatMap({ RowVerifier(reader: $0, peerAt: peerAt, queues: focused) }) {
+            if focused, !options.focusAllRows, let focus = options.factsFocus, let peerAt,
+               let picked = Trace.phase("row checks", { FocusRows.select(focus, in: table, verifier: verifier, pair: pair) }) {
+                out.entries = picked
+                out.peerWords = (peerAt, verifier.peerWords)
+                // Carriers of sockets in flight are not looked for: an
+                // answer that could rest on one is read from every row.
+                out.queued = []
+                out.focused = true
+                return out
+            }
             if let rows = Trace.phase("row checks", { TrustedRows.verified(table, verifier) }) {
                 out.entries = rows
                 if let peerAt { out.peerWords = (peerAt, verifier.peerWords) }
@@ -324,6 +337,7 @@ struct KcorePipeline {
         } else {
             map.factsUnavailable = rows.factsUnavailable
         }
+        map.focusedRows = rows.focused
         if let types = rows.reader?.types, options.offsetCache != nil, options.dwarfPath == nil, options.btfPath == nil,
            let buildID = Trace.phase("build-id", { BuildID.runningKernel() }) {
             if rows.layoutContradicted {

@@ -99,6 +99,9 @@ public struct PeerMap: Sendable {
     public var factsUnavailable: [String: String] = [:]
     /// The network namespaces of the processes holding sockets.
     public var namespaces: [NetNamespace] { ownerTable.namespaces }
+    /// Built from the rows one socket's answer rests on (FocusRows), not
+    /// from the whole table: good for that socket's holders only.
+    public var focusedRows = false
 
     public init(entries: [UnixSocketEntry], owners: OwnerTable, links: PeerLinks, method: Method,
                 offset: MemberOffset? = nil, excluding excluded: Set<UInt64> = []) {

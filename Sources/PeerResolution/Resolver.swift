@@ -30,6 +30,9 @@ public struct ResolverOptions: Sendable {
     /// socket, its peer, and sockets with a receive queue, which may carry
     /// it in flight), not for every socket.
     public var factsFocus: UInt64?
+    /// With factsFocus: check and read every row all the same (the answer
+    /// from the focus's own rows was not a list of holders).
+    public var focusAllRows = false
     /// The netlink method's connectors (a pidfd_getfd per connected
     /// socket): only where the output shows them, not for a bare INODE.
     public var connectors = false
@@ -87,7 +90,16 @@ public enum Resolver {
                                focus: UInt64? = nil) throws(KPeerError) -> Resolution {
         var options = options
         if let focus, !boundFiles { options.factsFocus = focus }
-        let first = try resolveOnce(options, boundFiles: boundFiles)
+        var first = try resolveOnce(options, boundFiles: boundFiles)
+        if let focus, first.map.focusedRows {
+            // Read from the focus's own rows: believed when it names the
+            // peer's holders; any other answer is read from every row.
+            if case .owners(let o) = first.map.peerAnswer(of: focus), !o.isEmpty {
+                return first
+            }
+            options.focusAllRows = true
+            first = try resolveOnce(options, boundFiles: boundFiles)
+        }
         let unlisted: [(inode: UInt64, owners: [Owner])]
         if let focus {
             unlisted = first.map[focus] == nil ? [(focus, first.map.owners(of: focus))] : []
@@ -236,7 +248,7 @@ public enum Resolver {
         let symbols = try run.symbols()
         let memory = try run.memory()
         let table = try run.table(memory, calibrating: symbols.offset == nil)
-        let rows = run.rows(table.rows, memory, symbols)
+        let rows = run.rows(table.rows, memory, symbols, pair: table.pair)
         let offset = try run.peerOffset(symbols.offset, memory, rows.entries, pair: table.pair)
         let peers = try run.peers(offset, memory, rows, namespaces: table.namespaces, buildID: symbols.buildID, pair: table.pair)
         return run.map(peers, rows, excluding: table.pair)
