@@ -33,20 +33,15 @@ enum FocusRows {
         }
         let atPeers = table.filter { peers.contains($0.address) }
         let twinned = Set(atPeers.map(\.inode).filter { $0 != 0 })
-        let waitedOn = Set(atPeers.filter { $0.inode == 0 }.compactMap { e in e.path.map { ListenerPath(netns: e.netns, path: $0) } })
+        let waitedOn = Set(atPeers.filter { $0.inode == 0 }.compactMap { e in e.path.map { KcoreResolver.ListenerKey(netns: e.netns, path: $0) } })
         for e in table {
             if peers.contains(e.address) || (e.inode != 0 && twinned.contains(e.inode)) {
                 take(e)
-            } else if e.isListening, e.inode != 0, let p = e.path, waitedOn.contains(ListenerPath(netns: e.netns, path: p)) {
+            } else if e.isListening, e.inode != 0, let p = e.path, waitedOn.contains(KcoreResolver.ListenerKey(netns: e.netns, path: p)) {
                 take(e)
             }
         }
         guard !verifier.verifyAll(second).contains(false) else { return nil }
         return TrustedRows.uniqueAddresses(first + second)
-    }
-
-    struct ListenerPath: Hashable {
-        var netns: UInt64
-        var path: SocketPath
     }
 }

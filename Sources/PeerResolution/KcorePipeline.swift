@@ -24,7 +24,8 @@ struct KcorePipeline {
         /// unix_sock.peer from --offset, the given file, remembered for this
         /// build, or this kernel's BTF or debug vmlinux; nil: calibrate.
         var offset: MemberOffset?
-        /// The running kernel's build-id, when offsets are remembered by it.
+        /// The running kernel's build-id, when offsets and layouts are
+        /// remembered by it (read once a run).
         var buildID: [UInt8]?
     }
 
@@ -42,7 +43,8 @@ struct KcorePipeline {
         try Trace.phase("preflight") { () throws(KPeerError) in try KcorePreflight.check(path: options.kcorePath) }
         // Symbols the user did not name: remembered from an earlier run of
         // this kernel build, else read now.
-        let buildID = explicit == nil && options.offsetCache != nil ? Trace.phase("build-id") { BuildID.runningKernel() } : nil
+        let remembers = options.offsetCache != nil && options.dwarfPath == nil && options.btfPath == nil
+        let buildID = remembers ? Trace.phase("build-id") { BuildID.runningKernel() } : nil
         var offset = Trace.phase("offset") { explicit ?? buildID.flatMap { options.offsetCache?.lookup(buildID: $0) } }
         if offset == nil, let fresh = try? Trace.phase("offset", { () throws(KPeerError) in try Resolver.freshTypes() }) {
             types = fresh
@@ -126,10 +128,10 @@ struct KcorePipeline {
         // With -e the facts' snapshot of each unix_sock carries the peer
         // word; without, or with facts for one socket only, the row check
         // reads it (and, for the latter, which receive queues hold data).
-        let focused = wantsFacts && options.factsFocus != nil
-        let peerAt = !wantsFacts || focused ? symbols.offset?.value : nil
-        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0, peerAt: peerAt, queues: focused) }) {
-            if focused, !options.focusAllRows, let focus = options.factsFocus, let peerAt,
+        let oneSocket = wantsFacts && options.factsFocus != nil
+        let peerAt = !wantsFacts || oneSocket ? symbols.offset?.value : nil
+        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0, peerAt: peerAt, queues: oneSocket) }) {
+            if oneSocket, !options.focusAllRows, let focus = options.factsFocus, let peerAt,
                let picked = Trace.phase("row checks", { FocusRows.select(focus, in: table, verifier: verifier, pair: pair) }) {
                 out.entries = picked
                 out.peerWords = (peerAt, verifier.peerWords)
@@ -237,16 +239,21 @@ struct KcorePipeline {
                 try Resolver.readTables(namespaces: namespaces, procRoot: procRoot)
             }
         }
-        if let factReader, let focus = options.factsFocus, let early, early.offset == offset.value, let queued {
-            // One socket asked about: its facts, its peer's, and those of
-            // sockets with a receive queue (one may carry either in flight);
-            // the peer words the row checks read.
+        // The peer words the row checks read at this offset (an offset that
+        // changed since, a remembered one found wrong, reads them again).
+        var earlyWords: (([UnixSocketEntry]) -> [UInt64?])?
+        if let early, early.offset == offset.value {
             let at = UInt64(early.offset)
+            earlyWords = { rows in
+                rows.map { e in e.address == 0 ? nil : early.words[e.address] ?? (try? memory.readWord(e.address &+ at)) }
+            }
+        }
+        if let factReader, let focus = options.factsFocus, let earlyWords, let queued {
+            // One socket asked about: its facts, its peer's, and those of
+            // sockets with a receive queue (one may carry either in flight).
             resolver.readPeers = { rows in
                 Trace.phase("kernel objects") {
-                    let words = rows.map { e in
-                        e.address == 0 ? nil : early.words[e.address] ?? (try? memory.readWord(e.address &+ at))
-                    }
+                    let words = earlyWords(rows)
                     var wanted = queued
                     for (i, e) in rows.enumerated() where e.inode == focus && e.address != 0 {
                         wanted.insert(e.address)
@@ -283,16 +290,8 @@ struct KcorePipeline {
             resolver.onStable = { stable in
                 scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
             }
-        } else if let early, early.offset == offset.value {
-            // Read by the row checks at this offset (an offset that changed
-            // since, a remembered one found wrong, reads them again).
-            let at = UInt64(early.offset)
-            resolver.readPeers = { rows in
-                rows.map { e in
-                    guard e.address != 0 else { return nil }
-                    return early.words[e.address] ?? (try? memory.readWord(e.address &+ at))
-                }
-            }
+        } else if let earlyWords {
+            resolver.readPeers = earlyWords
         }
         resolver.liveOwners = {
             let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) }
@@ -317,7 +316,7 @@ struct KcorePipeline {
     /// The peer map (kpeer's own calibration pair left out), its facts, and
     /// the layouts remembered for this build (or forgotten, if memory
     /// contradicted them).
-    func map(_ peers: Peers, _ rows: Rows, excluding pair: Calibration.Pair?) -> PeerMap {
+    func map(_ peers: Peers, _ rows: Rows, excluding pair: Calibration.Pair?, buildID: [UInt8]?) -> PeerMap {
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
         // Sockets rings hold that their fdinfo does not name (RingHolders).
         var owners = peers.owners
@@ -338,8 +337,7 @@ struct KcorePipeline {
             map.factsUnavailable = rows.factsUnavailable
         }
         map.focusedRows = rows.focused
-        if let types = rows.reader?.types, options.offsetCache != nil, options.dwarfPath == nil, options.btfPath == nil,
-           let buildID = Trace.phase("build-id", { BuildID.runningKernel() }) {
+        if let types = rows.reader?.types, let buildID {
             if rows.layoutContradicted {
                 if types.remembered { options.layoutCache.forget() }  // wrong for this build: read again next run
             } else {

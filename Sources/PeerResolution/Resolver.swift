@@ -251,7 +251,7 @@ public enum Resolver {
         let rows = run.rows(table.rows, memory, symbols, pair: table.pair)
         let offset = try run.peerOffset(symbols.offset, memory, rows.entries, pair: table.pair)
         let peers = try run.peers(offset, memory, rows, namespaces: table.namespaces, buildID: symbols.buildID, pair: table.pair)
-        return run.map(peers, rows, excluding: table.pair)
+        return run.map(peers, rows, excluding: table.pair, buildID: symbols.buildID)
     }
 
     /// Struct layouts for the kernel-object reader: the --dwarf or --btf

@@ -49,17 +49,8 @@ import KPeerSystem
         deinit { finish() }
     }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var built: String?
-
     static func binary() throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        if let built { return built }
-        let out = Support.tempDir() + "/containers"
-        try Support.gcc([Support.packageRoot + "/Tests/Fixture/containers.c"], output: out, flags: ["-O2", "-Wall", "-pthread"])
-        built = out
-        return out
+        try Support.program("Tests/Fixture/containers.c", named: "containers", flags: ["-O2", "-Wall", "-pthread"])
     }
 
     static var root: Bool { geteuid() == 0 }

@@ -42,18 +42,9 @@ class Fixture {
         return "\(first)/\(names[first] ?? "?")" + (pids.count > 1 ? ",+\(pids.count - 1)" : "")
     }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var built: String?
-
     /// The fixture compiled once per test run.
     static func binary() throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        if let built { return built }
-        let out = Support.tempDir() + "/kpeer-fixture"
-        try Support.gcc([Support.packageRoot + "/Tests/Fixture/fixture.c"], output: out, flags: ["-O2", "-Wall"])
-        built = out
-        return out
+        try Support.program("Tests/Fixture/fixture.c", named: "kpeer-fixture")
     }
 
     /// `launcher` runs the fixture under another program (`unshare -n`).

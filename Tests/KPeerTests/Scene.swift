@@ -22,17 +22,8 @@ final class Scene {
     /// The scene's processes, by pid.
     var pids: [Int32] { names.keys.sorted() }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var built: String?
-
     static func binary() throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        if let built { return built }
-        let out = Support.tempDir() + "/kpeer-scenes"
-        try Support.gcc([Support.packageRoot + "/Tests/Fixture/scenes.c"], output: out, flags: ["-O2", "-Wall"])
-        built = out
-        return out
+        try Support.program("Tests/Fixture/scenes.c", named: "kpeer-scenes")
     }
 
     init(_ arguments: [String]) throws {

@@ -37,6 +37,21 @@ enum Support {
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 
+    private static let builtLock = NSLock()
+    nonisolated(unsafe) private static var built: [String: String] = [:]
+
+    /// A C program of the package (`source`, from the package root)
+    /// compiled once per test run, whichever suite asks first.
+    static func program(_ source: String, named name: String, flags: [String] = ["-O2", "-Wall"]) throws -> String {
+        builtLock.lock()
+        defer { builtLock.unlock() }
+        if let out = built[source] { return out }
+        let out = tempDir() + "/" + name
+        try gcc([packageRoot + "/" + source], output: out, flags: flags)
+        built[source] = out
+        return out
+    }
+
     /// Compiles C sources with gcc into `output`.
     static func gcc(_ sources: [String], output: String, flags: [String] = []) throws {
         let r = try run("/usr/bin/gcc", flags + sources + ["-o", output])

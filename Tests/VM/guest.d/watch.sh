@@ -117,6 +117,13 @@ run x_watch_sigkill watch_signal KILL
 # and lost events from its summary, as
 #   bench-watch alone=C/s watched=C/s events=E/s lost=L kpeer_cpu=S/s
 WATCH_BENCH_SECONDS=${WATCH_BENCH_SECONDS:-4}
+# lost, cpu and secs from the JSON summary, the last line of FILE.
+watch_summary() {  # FILE
+    summary=$(tail -n 1 "$1")
+    lost=$(echo "$summary" | sed 's/.*"lost":\([0-9]*\).*/\1/')
+    cpu=$(echo "$summary" | sed 's/.*"cpu_seconds":\([0-9.]*\).*/\1/')
+    secs=$(echo "$summary" | sed 's/.*"seconds":\([0-9.]*\).*/\1/')
+}
 watch_bench() {
     d=/tmp/watch-bench
     rm -rf $d && mkdir -p $d/alone $d/watched
@@ -130,10 +137,7 @@ watch_bench() {
     wait $k
     watched=$(cat $d/watched/log.* | grep -c '^P ')
     events=$(grep -c '"kind"' $d/events)
-    summary=$(tail -n 1 $d/events)
-    lost=$(echo "$summary" | sed 's/.*"lost":\([0-9]*\).*/\1/')
-    cpu=$(echo "$summary" | sed 's/.*"cpu_seconds":\([0-9.]*\).*/\1/')
-    secs=$(echo "$summary" | sed 's/.*"seconds":\([0-9.]*\).*/\1/')
+    watch_summary $d/events
     echo "bench-watch seconds=$WATCH_BENCH_SECONDS alone=$((alone / WATCH_BENCH_SECONDS))/s watched=$((watched / WATCH_BENCH_SECONDS))/s events=$((events / WATCH_BENCH_SECONDS))/s lost=$lost kpeer_cpu=${cpu}s/${secs}s"
     # Paced: churn asked for 1,000 and 10,000 connections a second in all;
     # what it reached, and kpeer's CPU per second of watching at that rate.
@@ -146,10 +150,7 @@ watch_bench() {
         kill -INT $k
         wait $k
         got=$(cat $d/paced/log.* | grep -c '^P ')
-        summary=$(tail -n 1 $d/events)
-        lost=$(echo "$summary" | sed 's/.*"lost":\([0-9]*\).*/\1/')
-        cpu=$(echo "$summary" | sed 's/.*"cpu_seconds":\([0-9.]*\).*/\1/')
-        secs=$(echo "$summary" | sed 's/.*"seconds":\([0-9.]*\).*/\1/')
+        watch_summary $d/events
         echo "bench-watch-paced seconds=$WATCH_BENCH_SECONDS asked=$want/s reached=$((got / WATCH_BENCH_SECONDS))/s lost=$lost kpeer_cpu=${cpu}s/${secs}s"
     done
     rm -rf $d
