@@ -436,7 +436,11 @@ def forge_checks():
         return
     check("forge: the attacker's rows are in /proc/net/unix (481 at address 0)",
           r["status"] == 0 and int((r["out"].strip() or "0")) >= 481, r["out"])
+    r = run("forge_pair_rows") if "forge_pair_rows" in runs else None
+    check("forge: a connected socket's inode is listed twice (the forged twin)",
+          r is not None and r["out"].strip() == "2", r["out"] if r else "no run")
     for before, after in [("forge_before_path", "forge_path"), ("forge_before_inode", "forge_inode"),
+                          ("forge_before_pair", "forge_pair"),
                           ("forge_before_path_netlink", "forge_path_netlink"),
                           ("forge_before_inode_netlink", "forge_inode_netlink")]:
         a, b = run(before), run(after)

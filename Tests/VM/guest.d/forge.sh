@@ -12,6 +12,10 @@ run forge_before_path kpeer --method kcore "$forge_path"
 run forge_before_inode kpeer --method kcore "$forge_listener"
 run forge_before_path_netlink kpeer --method netlink "$forge_path"
 run forge_before_inode_netlink kpeer --method netlink "$forge_listener"
+# A connected socket's INODE is answered from its own rows (FocusRows): a
+# forged twin of it must hand the question to the whole table, unchanged.
+forge_pair=$(awk '$1 == "sock" && $3 == "pair" { print $2; exit }' /tmp/truth)
+run forge_before_pair kpeer --method kcore "$forge_pair"
 sleep 100000 | kpf --run-as 65534 forge /tmp "$forge_listener" 480 > /tmp/forge.out 2> /tmp/forge.err &
 wait_ready /tmp/forge.out $!
 run forge_rows sh -c 'grep -c "^0000000000000000:" /proc/net/unix'
@@ -22,6 +26,12 @@ run forge_all_kcore kpeer --method kcore --all
 run forge_path_netlink kpeer --method netlink "$forge_path"
 run forge_inode_netlink kpeer --method netlink "$forge_listener"
 run forge_dump_netlink kpeer --method netlink --dump
+sleep 100000 | kpf --run-as 65534 forge /tmp "$forge_pair" 0 > /tmp/forge-pair.out 2> /tmp/forge-pair.err &
+forge_pair_pid=$!
+wait_ready /tmp/forge-pair.out $forge_pair_pid
+run forge_pair_rows awk -v i="$forge_pair" '$7 == i { n++ } END { print n + 0 }' /proc/net/unix
+run forge_pair kpeer --method kcore "$forge_pair"
+kill $forge_pair_pid 2> /dev/null  # this one forger only for this check
 # The forger stays: the tests after this one (netns.sh) run under attack too.
 # Relabelling across namespaces: a socketpair in a network namespace of the
 # forger's own, passed off by a forged host row as bound to @victim-svc.
