@@ -2,10 +2,27 @@ import Foundation
 
 /// Helpers shared by the tests: temporary files, running programs, gcc.
 enum Support {
+    /// A fresh directory for one test, inside this test process's own
+    /// directory, which goes at exit: runs leave nothing in /tmp.
     static func tempDir() -> String {
-        var template = Array("/tmp/kpeer-test.XXXXXX".utf8CString)
+        var template = Array((root + "/t.XXXXXX").utf8CString)
         return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
     }
+
+    /// This test process's directory: 0711, so a test's unprivileged user
+    /// can reach a directory the test opens to it inside.
+    private static let root: String = {
+        var template = Array("/tmp/kpeer-test.XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        chmod(dir, 0o711)
+        rootForExit = strdup(dir)
+        atexit {
+            guard let dir = Support.rootForExit else { return }
+            try? FileManager.default.removeItem(atPath: String(cString: dir))
+        }
+        return dir
+    }()
+    nonisolated(unsafe) private static var rootForExit: UnsafeMutablePointer<CChar>?
 
     struct Result {
         var status: Int32
@@ -22,7 +39,9 @@ enum Support {
         if let environment { p.environment = environment }
         let out = Pipe()
         // stderr goes to a file: reading two pipes needs two threads.
-        let errPath = tempDir() + "/stderr"
+        let errDir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: errDir) }
+        let errPath = errDir + "/stderr"
         guard FileManager.default.createFile(atPath: errPath, contents: nil),
               let errHandle = FileHandle(forWritingAtPath: errPath) else { throw Failure("cannot make \(errPath)") }
         p.standardOutput = out
