@@ -13,7 +13,7 @@
 #   make static  one self-contained kpeer binary (.build-static/release/kpeer)
 #   make install PREFIX=/usr/local
 #   make deb     kpeer_VERSION_amd64.deb: the static kpeer, man page, completions
-#                (make debtest installs it in a debootstrap root and checks it)
+#                (make debtest installs it in a fresh Debian root and checks it)
 #   make clean   every build folder
 
 SHELL := /bin/bash
@@ -29,9 +29,10 @@ VM_STALL ?= 300
 # to compile the --watch BPF program. The VM test adds qemu, busybox and cpio.
 BUILD_PACKAGES := libelf-dev libdw-dev libbpf-dev zlib1g-dev liblzma-dev libbz2-dev gcc libc6-dev binutils dwarves iproute2 graphviz clang
 VM_PACKAGES := qemu-system-x86 busybox-static cpio python3 xz-utils zstd
-# The Debian package: lintian checks it, debootstrap makes the root the
-# package test installs it into (dpkg-deb and gzip are in every Debian).
-DEB_PACKAGES := lintian debootstrap
+# The Debian package: lintian checks it; mmdebstrap makes the root the
+# package test installs it into, downloading with apt from this machine's
+# apt sources (dpkg-deb and gzip are in every Debian).
+DEB_PACKAGES := lintian mmdebstrap
 
 STATIC_FLAGS := -c release --static-swift-stdlib -Xswiftc -static-executable \
 	-Xlinker -lelf -Xlinker -ldw -Xlinker -lbpf -Xlinker -lz -Xlinker -llzma -Xlinker -lbz2 \
@@ -120,7 +121,7 @@ clean:
 # make deb [KPEER_BIN=static-kpeer] [DEB_OUTDIR=.]: the Debian package, built by
 # scripts/deb.sh from the static binary (make static unless KPEER_BIN is
 # given); its version is what `kpeer --version` prints. make debtest builds it
-# and installs it into a fresh debootstrap root (Tests/Package/deb-test.sh).
+# and installs it into a fresh Debian root (Tests/Package/deb-test.sh).
 DEB_OUTDIR ?= .
 DEB_BIN = $(or $(KPEER_BIN),$(STATIC_BIN))
 

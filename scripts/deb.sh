@@ -17,6 +17,7 @@
 # last commit's time) dates the man page, the changelog and every file, so
 # two builds of one tree give the same package. NO_LINTIAN=1 skips lintian.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 die() { echo "deb: $*" >&2; exit 1; }
@@ -91,15 +92,45 @@ sed -e "s/@VERSION@/$version/" -e "s/@MAINTAINER@/$maintainer/" \
 cp packaging/deb/lintian-overrides "$root/usr/share/lintian/overrides/kpeer"
 
 # Built-Using: the Debian source packages whose static libraries are inside
-# the binary (their licences ask for the source to stay available). Found
-# from the library files the toolchain links, not from a fixed list.
+# the binary (their licences ask for the source to stay available), found
+# from the link itself: the -l flags of make static (Makefile STATIC_FLAGS)
+# and of Package.swift, the toolchain's static-executable-args.lnk, and what
+# the toolchain's C driver adds to a -static link (crt files, libgcc, libc).
+# The Swift toolchain's own libraries are not Debian's (the copyright file
+# covers them).
+swiftc=$(command -v swiftc) || die "no swiftc on PATH (the toolchain that linked $1)"
+toolchain=$(dirname "$(readlink -f "$swiftc")")
+swift_static=$toolchain/../lib/swift_static/linux
+cc=$toolchain/clang
+[ -x "$cc" ] || die "no clang next to $swiftc"
+[ -f "$swift_static/static-executable-args.lnk" ] || die "no static-executable-args.lnk in $swift_static"
+static_flags=$(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL "${MAKE:-make}" -s --no-print-directory \
+    --eval 'deb-static-flags: ; @echo $(STATIC_FLAGS)' deb-static-flags)
+[[ $static_flags == *-static-executable* ]] || die "no static link flags in the Makefile's STATIC_FLAGS"
+driver_link=$("$cc" -static -### -x c /dev/null 2>&1 | tail -n1 | tr -d '"' | tr ' ' '\n')
+linked_files=$(
+    {
+        tr ' ' '\n' <<< "$static_flags" | sed -n 's/^-l//p'
+        sed -n 's/.*\.linkedLibrary("\([^"]*\)").*/\1/p' Package.swift
+        sed -n 's/^-l//p' "$swift_static/static-executable-args.lnk"
+        sed -n 's/^-l//p' <<< "$driver_link"
+    } | LC_ALL=C sort -u | while read -r lib; do
+        [ -e "$swift_static/lib$lib.a" ] && continue   # the Swift runtime
+        path=$("$cc" -print-file-name="lib$lib.a")
+        [ "${path#/}" != "$path" ] || die "the static link takes -l$lib, and there is no lib$lib.a (apt-get install its -dev package)"
+        readlink -f "$path"
+    done
+    # The driver's crt objects (its temporary object for /dev/null does not exist).
+    while read -r word; do
+        if [[ $word == /*.o ]] && [ -f "$word" ]; then readlink -f "$word"; fi
+    done <<< "$driver_link"
+)
 built_using=$(
-    for lib in libelf.a libdw.a libbpf.a libz.a liblzma.a libbz2.a libc.a libstdc++.a libgcc.a libgcc_eh.a; do
-        path=$(readlink -f "$(gcc -print-file-name=$lib)")
+    for path in $linked_files; do
         pkg=$(dpkg -S "$path" 2>/dev/null | head -n1 | cut -d: -f1) || true
-        [ -n "$pkg" ] || die "no Debian package holds $lib ($path)"
+        [ -n "$pkg" ] || die "no Debian package holds $path, which the static link takes"
         dpkg-query -W -f '${source:Package} (= ${source:Version})\n' "$pkg"
-    done | sort -u | paste -sd, | sed 's/,/, /g'
+    done | LC_ALL=C sort -u | paste -sd, | sed 's/,/, /g'
 )
 
 find "$root" -type d -exec chmod 0755 {} +
@@ -112,6 +143,7 @@ size=$(find "$root" -type f -printf '%s\n' | awk '{ s += int(($1 + 1023) / 1024)
 size=$((size + $(find "$root" -mindepth 1 -type d | wc -l)))
 
 mkdir -m 0755 "$root/DEBIAN"
+install -m 0755 packaging/deb/prerm "$root/DEBIAN/prerm"
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$size/" \
     -e "s/@BUILT_USING@/$built_using/" packaging/deb/control.in > "$root/DEBIAN/control"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs md5sum) > "$root/DEBIAN/md5sums"

@@ -253,7 +253,7 @@ import Testing
         ]
         for env in environments {
             let version = try Support.run(binary, ["--version"], environment: env)
-            #expect(version.status == 0 && version.stdout == "kpeer 0.1.0\n" && version.stderr.isEmpty,
+            #expect(version.status == 0 && version.stdout == Support.versionLine && version.stderr.isEmpty,
                     "\(env.keys.filter { $0.hasPrefix("SWIFT_") }): \(version.status) \(version.stdout) \(version.stderr)")
             let usage = try Support.run(binary, ["12ab"], environment: env)
             #expect(usage.status == 64 && usage.stderr.contains("'12ab'"),
