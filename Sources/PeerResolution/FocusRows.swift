@@ -19,10 +19,10 @@ enum FocusRows {
                        pair: Calibration.Pair?) -> [UnixSocketEntry]? {
         guard verifier.peerAt != nil else { return nil }
         let own: Set<UInt64> = pair.map { [$0.inodes.0, $0.inodes.1] } ?? []
-        let first = table.filter { $0.inode == focus || own.contains($0.inode) }
+        var first = table.filter { $0.inode == focus || own.contains($0.inode) }
         let asked = first.filter { $0.inode == focus }
         guard !asked.isEmpty, !asked.contains(where: \.isListening) else { return nil }
-        let ok = verifier.verifyAll(first)
+        let ok = verifier.verifyAll(&first)
         guard !ok.contains(false) else { return nil }
         // What the asked-about rows point at.
         let peers = Set(asked.compactMap { verifier.peerWords[$0.address] }.filter { $0 != 0 })
@@ -41,7 +41,7 @@ enum FocusRows {
                 take(e)
             }
         }
-        guard !verifier.verifyAll(second).contains(false) else { return nil }
+        guard !verifier.verifyAll(&second).contains(false) else { return nil }
         return TrustedRows.uniqueAddresses(first + second)
     }
 }

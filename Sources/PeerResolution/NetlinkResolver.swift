@@ -13,24 +13,27 @@ public enum NetlinkResolver {
         return links
     }
 
-    /// What the links need from sock_diag: the peer of every socket and
-    /// the clients queued on every listener. Names, bound files and queue
-    /// lengths are kernel work per socket and bytes to read, for nothing
-    /// here (/proc/net/unix gives the table its paths).
-    static let linkAttributes = UInt32(UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS)
+    /// What the map needs from sock_diag: the peer of every socket, the
+    /// clients queued on every listener, and names, which are the dump's
+    /// (TrustedRows.named), not the table's. Bound files and queue lengths
+    /// are kernel work per socket and bytes to read, for nothing here.
+    static let linkAttributes = UInt32(UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_NAME)
 
     /// The links from a sock_diag dump read as it arrives (never held whole).
-    /// Also every inode the dump lists: what vouches for /proc/net/unix rows.
-    static func linksFromDump() throws(KPeerError) -> (PeerLinks, Set<UInt64>) {
+    /// Also every inode the dump lists, what vouches for /proc/net/unix
+    /// rows, and the names of those that have one.
+    static func linksFromDump() throws(KPeerError) -> (PeerLinks, Set<UInt64>, [UInt64: SocketPath]) {
         var links = PeerLinks()
         var known = Set<UInt64>()
+        var names: [UInt64: SocketPath] = [:]
         try SockDiag.dump(show: linkAttributes) {
             // One dump lists each socket once: an inode listed again is a
             // second socket with the same number.
             if !known.insert($0.inode).inserted, $0.inode != 0 { links.ambiguous.insert($0.inode) }
+            if let name = $0.name { names[$0.inode] = name }
             add($0, to: &links)
         }
-        return (links, known)
+        return (links, known, names)
     }
 
     @inline(__always)
@@ -57,19 +60,20 @@ public enum NetlinkResolver {
             }
         }
         // The dump's error first, as when they ran one after the other.
-        let (links, known) = try work.links!.get()
+        let (links, known, names) = try work.links!.get()
         // Twins in the table (a forged row) are rare: only then is sock_diag
-        // asked again, for names, to tell the real row.
-        let entries = TrustedRows.vouched(try work.entries!.get(), known: known) {
+        // asked again, for whole records, to tell the real row.
+        var entries = TrustedRows.vouched(try work.entries!.get(), known: known) {
             guard let all = try? SockDiag.dump(show: UInt32(UDIAG_SHOW_NAME)) else { return nil }
             return Dictionary(all.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
         }
+        TrustedRows.named(&entries, known: { known.contains($0.inode) }, names: { names[$0.inode] })
         return PeerMap(entries: entries, owners: owners, links: links, method: .netlink)
     }
 
     /// The two results, each written by one thread before the join.
     final class Both: @unchecked Sendable {
-        var links: Result<(PeerLinks, Set<UInt64>), KPeerError>?
+        var links: Result<(PeerLinks, Set<UInt64>, [UInt64: SocketPath]), KPeerError>?
         var entries: Result<[UnixSocketEntry], KPeerError>?
     }
 }

@@ -165,9 +165,9 @@ public enum Resolver {
         // inode: a forged row in one namespace's table cannot relabel
         // another namespace's socket.
         let sameNamespace = found.entries.filter { $0.inode == 0 || found.netnsOf[$0.inode] == $0.netns }
-        let entries = TrustedRows.vouched(sameNamespace, known: Set(found.diag.map(\.inode))) {
-            Dictionary(found.diag.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
-        }
+        let records = Dictionary(found.diag.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
+        var entries = TrustedRows.vouched(sameNamespace, known: Set(records.keys)) { records }
+        TrustedRows.named(&entries, known: { found.netnsOf[$0.inode] == $0.netns }, names: { records[$0.inode]?.name })
         let map = PeerMap(entries: entries, owners: owners, links: NetlinkResolver.links(from: found.diag),
                           method: .netlink)
         return Resolution(map: map, ownNetns: own, boundFiles: boundFiles ? files(found.diag) : nil,

@@ -74,6 +74,16 @@ final class RowVerifier {
         return ok
     }
 
+    /// Rows whose inode check passed: once `layoutSample` have, the
+    /// layouts are borne out and rows the kernel began need no inode read.
+    private(set) var confirmed = 0
+    static let layoutSample = 8
+    /// Rows believed as records the kernel began, without an inode read.
+    private(set) var begun = 0
+    /// unix_address → its `len`, read once (accepted sockets share their
+    /// listener's).
+    private var nameLengths: [UInt64: Int] = [:]
+
     /// Every row. Each must be the unix socket of its inode (`sk_socket`'s
     /// inode; none for an embryo): two 8-byte reads. A row that shares its
     /// inode or its address with another (one of them forged: a real
@@ -83,7 +93,24 @@ final class RowVerifier {
     /// adds nothing for a row no other row imitates: a forged row can carry
     /// a socket's inode only by imitating that socket's real row, and one
     /// with an inode of its own matches no socket at its address.
-    func verifyAll(_ entries: [UnixSocketEntry]) -> [Bool] {
+    ///
+    /// A row with a name is also held to the length of the name memory
+    /// holds (`unix_address.len`, read once per address): a name with a
+    /// newline and a record after it is printed cut short, and the row
+    /// would name its socket by that shorter name (a user's socket passing
+    /// for a service's). Such a row's name is the one memory holds.
+    ///
+    /// `chained`, for whole tables in the order read: a row that only the
+    /// kernel can have begun needs no inode read (its words are still read,
+    /// in one pread). Users choose names, nothing else in a row, so forged
+    /// text lies inside some name: the first record after the header is
+    /// the kernel's, and so is the one after a record of the kernel's that
+    /// ends at its inode (no name), or whose name memory shows is all that
+    /// the table printed for it. Any other row is checked as above; a chain
+    /// that breaks stays broken for the rest of its table. The first
+    /// `layoutSample` rows are checked by inode all the same: that is what
+    /// proves the layouts.
+    func verifyAll(_ entries: inout [UnixSocketEntry], chained: Bool = false) -> [Bool] {
         var inodes: [UInt64: Int] = [:], addresses: [UInt64: Int] = [:]
         inodes.reserveCapacity(entries.count)
         addresses.reserveCapacity(entries.count)
@@ -92,40 +119,106 @@ final class RowVerifier {
             if e.inode != 0 { inodes[e.inode, default: 0] += 1 }
             addresses[e.address, default: 0] += 1
         }
-        return entries.map { e in
+        var nextBegun = false  // is the next row a record the kernel began?
+        var ok = [Bool](repeating: false, count: entries.count)
+        for i in entries.indices {
+            let e = entries[i]
             let twin = (e.inode != 0 && inodes[e.inode]! > 1) || addresses[e.address]! > 1
-            let ok = (try? (twin ? fullCheck(e) : inodeCheck(e))) ?? false
-            if ok { passed += 1 } else { failed += 1 }
-            return ok
+            let kernels: Bool
+            switch e.preceding {
+            case .header: kernels = chained
+            case .pathless, .named: kernels = chained && nextBegun
+            case .unknown: kernels = false
+            }
+            var whole = false
+            if twin {
+                ok[i] = (try? fullCheck(e)) ?? false
+            } else if kernels, e.path == nil, confirmed >= Self.layoutSample {
+                ok[i] = ((try? wordsCheck(e, inode: false)) ?? nil) != nil
+                if ok[i] { begun += 1 }
+            } else {
+                switch (try? wordsCheck(e, inode: true)) ?? nil {
+                case nil: break
+                case .whole?: ok[i] = true; whole = true
+                case .other(let name)?: ok[i] = true; entries[i].path = name
+                }
+                if ok[i] { confirmed += 1 }
+            }
+            nextBegun = kernels && (e.path == nil || whole)
+            if ok[i] { passed += 1 } else { failed += 1 }
         }
+        return ok
     }
 
-    /// The socket at the row's address has the row's inode.
-    private func inodeCheck(_ e: UnixSocketEntry) throws(KPeerError) -> Bool {
+    func verifyAll(_ entries: [UnixSocketEntry], chained: Bool = false) -> [Bool] {
+        var rows = entries
+        return verifyAll(&rows, chained: chained)
+    }
+
+    /// What a row's check found of its name: the one printed is all of it
+    /// (or it has none), or memory holds another.
+    enum Name { case whole, other(SocketPath?) }
+
+    /// The socket at the row's address has the row's inode, and the row's
+    /// name is whole (or memory's is given); nil if the socket is not the
+    /// row's. Without `inode`, only its words are read (the address is
+    /// kernel memory): a record the kernel began, with no name.
+    private func wordsCheck(_ e: UnixSocketEntry, inode: Bool) throws(KPeerError) -> Name? {
         let memory = reader.memory
-        guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return false }
-        let socket: UInt64
-        if let peerAt {
-            // sk_socket and peer (and qlen) in one read: a pread costs far
-            // more than the few hundred bytes between them.
-            let lo = min(at.socket, peerAt, qlenAt ?? peerAt), hi = max(at.socket + 8, peerAt + 8, (qlenAt ?? 0) + 4)
-            guard memory.contains(e.address &+ UInt64(hi - 1)) else { return false }
-            var words = (socket: UInt64(0), peer: UInt64(0), qlen: UInt32(0))
-            try withUnsafeTemporaryAllocation(byteCount: hi - lo, alignment: 8) { (b: UnsafeMutableRawBufferPointer) throws(KPeerError) in
-                try memory.read(e.address &+ UInt64(lo), into: b)
-                words = (UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at.socket - lo, as: UInt64.self)),
-                         UInt64(littleEndian: b.loadUnaligned(fromByteOffset: peerAt - lo, as: UInt64.self)),
-                         qlenAt.map { UInt32(littleEndian: b.loadUnaligned(fromByteOffset: $0 - lo, as: UInt32.self)) } ?? 0)
-            }
-            socket = words.socket
-            peerWords[e.address] = words.peer
-            if words.qlen != 0 { queued.insert(e.address) }
-        } else {
-            socket = try memory.readWord(e.address &+ UInt64(at.socket))
+        guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return nil }
+        // sk_socket, addr, peer and qlen, those wanted, in one read: a pread
+        // costs far more than the few hundred bytes between them.
+        let named = inode && e.path != nil
+        var lo = at.socket, hi = at.socket + 8
+        func span(_ o: Int?, _ size: Int) {
+            guard let o else { return }
+            lo = min(lo, o)
+            hi = max(hi, o + size)
         }
-        if socket == 0 { return e.inode == 0 }  // an embryo has no socket, and no inode
-        guard e.inode != 0, memory.contains(socket &+ UInt64(at.inode)) else { return false }
-        return try memory.readWord(socket &+ UInt64(at.inode)) == e.inode
+        span(peerAt, 8)
+        span(qlenAt, 4)
+        if named { span(at.addr, 8) }
+        if peerAt == nil, !inode { return .whole }  // nothing wanted but the address
+        guard memory.contains(e.address &+ UInt64(hi - 1)) else { return nil }
+        var words = (socket: UInt64(0), addr: UInt64(0))
+        try withUnsafeTemporaryAllocation(byteCount: hi - lo, alignment: 8) { (b: UnsafeMutableRawBufferPointer) throws(KPeerError) in
+            try memory.read(e.address &+ UInt64(lo), into: b)
+            func word(_ o: Int) -> UInt64 { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: o - lo, as: UInt64.self)) }
+            words.socket = word(at.socket)
+            if named { words.addr = word(at.addr) }
+            if let peerAt { peerWords[e.address] = word(peerAt) }
+            if let qlenAt, UInt32(littleEndian: b.loadUnaligned(fromByteOffset: qlenAt - lo, as: UInt32.self)) != 0 {
+                queued.insert(e.address)
+            }
+        }
+        guard inode else { return .whole }
+        let socket = words.socket
+        if socket == 0 {
+            guard e.inode == 0 else { return nil }  // an embryo has no socket, and no inode
+        } else {
+            guard e.inode != 0, memory.contains(socket &+ UInt64(at.inode)),
+                  try memory.readWord(socket &+ UInt64(at.inode)) == e.inode else { return nil }
+        }
+        guard let path = e.path else { return .whole }
+        // A socket with a name in the table and none in memory is not the row's.
+        guard words.addr != 0 else { return nil }
+        // unix_seq_show prints len - sizeof(sun_family) bytes, a path's NUL
+        // left out, an abstract name's first NUL as the '@' that SocketPath
+        // does not keep: either way, one fewer.
+        if path.bytes.count == (try nameLength(words.addr)) - at.sunOffset - 1 { return .whole }
+        return .other(try name(words.addr))
+    }
+
+    /// `unix_address.len` (sun_family included), remembered per address.
+    private func nameLength(_ addr: UInt64) throws(KPeerError) -> Int {
+        if let known = nameLengths[addr] { return known }
+        let memory = reader.memory
+        guard memory.contains(addr &+ UInt64(at.addrLen + 7)) else {
+            throw KPeerError(.refused, "unix_address outside kernel memory")
+        }
+        let len = Int(Int32(truncatingIfNeeded: try memory.readWord(addr &+ UInt64(at.addrLen)) & 0xffff_ffff))
+        nameLengths[addr] = len
+        return len
     }
 
     private func le(_ b: [UInt8], _ at: Int, _ size: Int) -> UInt64 {
@@ -186,7 +279,8 @@ extension TrustedRows {
     /// layouts are what is wrong (a stale remembered layout): nil, and the
     /// caller falls back to `inMemory`.
     static func verified(_ entries: [UnixSocketEntry], _ verifier: RowVerifier) -> [UnixSocketEntry]? {
-        let ok = verifier.verifyAll(entries)
+        var entries = entries
+        let ok = verifier.verifyAll(&entries, chained: true)
         let kept = entries.indices.filter { ok[$0] }.map { entries[$0] }
         if kept.isEmpty && !entries.isEmpty { return nil }
         // Memory vouched for each row: rows that share an inode at two

@@ -35,10 +35,26 @@ enum TrustedRows {
     /// Does a row say what sock_diag says of the same inode? The name is
     /// compared as /proc/net/unix prints it (NULs as `@`).
     static func agrees(_ e: UnixSocketEntry, _ d: DiagEntry) -> Bool {
-        func printed(_ p: SocketPath?) -> SocketPath? {
-            p.map { SocketPath(bytes: $0.bytes.map { $0 == 0 ? 0x40 : $0 }, isAbstract: $0.isAbstract) }
+        UInt16(d.rawType) == e.rawType && (d.rawState == 10) == e.isListening && printed(d.name) == printed(e.path)
+    }
+
+    /// A name as /proc/net/unix prints it: NULs as `@`.
+    static func printed(_ p: SocketPath?) -> SocketPath? {
+        p.map { SocketPath(bytes: $0.bytes.map { $0 == 0 ? 0x40 : $0 }, isAbstract: $0.isAbstract) }
+    }
+
+    /// Netlink: every row that sock_diag lists gets sock_diag's name (as
+    /// the table prints names), not the table's. A name with a newline and
+    /// a record after it prints cut short, and the row would pass for a
+    /// socket of that shorter name (a user's socket named like a
+    /// service's): the dump has the whole name. `names` holds the named
+    /// sockets of the dump; a listed inode absent from it has no name.
+    static func named(_ entries: inout [UnixSocketEntry], known: (UnixSocketEntry) -> Bool,
+                      names: (UnixSocketEntry) -> SocketPath?) {
+        for i in entries.indices where entries[i].inode != 0 && known(entries[i]) {
+            let name = printed(names(entries[i]))
+            if name != entries[i].path { entries[i].path = name }
         }
-        return UInt16(d.rawType) == e.rawType && (d.rawState == 10) == e.isListening && printed(d.name) == printed(e.path)
     }
 
     /// The (namespace, inode) keys listed more than once.

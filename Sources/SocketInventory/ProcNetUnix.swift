@@ -38,11 +38,34 @@ public struct UnixSocketEntry: Sendable, Equatable {
     public var rawType: UInt16
     /// socket->state: SS_UNCONNECTED 1, SS_CONNECTING 2, SS_CONNECTED 3, SS_DISCONNECTING 4.
     public var rawState: UInt8
+    /// The line before this row in its table; not part of what the row says.
+    public var preceding: Preceding = .unknown
+
+    /// What /proc/net/unix printed on the line before a row. Only names are
+    /// printed raw, so a row is a record the kernel began, not text inside
+    /// some name, when the line before it is the header or a record that
+    /// the kernel began and printed without a name (RowVerifier's chain).
+    public enum Preceding: UInt8, Sendable {
+        /// Not from a table, or after a line that is no record.
+        case unknown
+        case header
+        /// A record that ended at its inode: no name.
+        case pathless
+        /// A record with a name (lines that were no record appended to it).
+        case named
+    }
 
     public init(address: UInt64, refCount: UInt32, flags: UInt32, rawType: UInt16, rawState: UInt8,
                 inode: UInt64, path: SocketPath?, netns: UInt64 = 0) {
         self.address = address; self.refCount = refCount; self.flags = flags; self.rawType = rawType
         self.rawState = rawState; self.inode = inode; self.path = path; self.netns = netns
+    }
+
+    /// Two rows are equal when they say the same: where they stood in a
+    /// table is not part of it.
+    public static func == (a: Self, b: Self) -> Bool {
+        a.address == b.address && a.inode == b.inode && a.netns == b.netns && a.path == b.path
+            && a.refCount == b.refCount && a.flags == b.flags && a.rawType == b.rawType && a.rawState == b.rawState
     }
 
     public static let acceptConnections: UInt32 = 1 << 16
@@ -84,18 +107,24 @@ public enum ProcNetUnix {
         do {
             var start = 0
             var first = true
+            var before = UnixSocketEntry.Preceding.header
             while start < buf.count {
                 let end = memchr(base + start, 0x0A, buf.count - start)
                     .map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? buf.count
                 if first {
-                    first = false  // the header line
+                    first = false  // the header line, which the kernel prints first
+                    if end - start < 4 || memcmp(base + start, "Num ", 4) != 0 { before = .unknown }
                 } else if var e = parseRecord(buf, start, end) {
                     e.netns = netns
+                    e.preceding = before
+                    before = e.path == nil ? .pathless : .named
                     entries.append(e)
                 } else if !entries.isEmpty, var path = entries[entries.count - 1].path {
                     path.bytes.append(0x0A)
                     path.bytes.append(contentsOf: buf[start..<end])
                     entries[entries.count - 1].path = path
+                } else {
+                    before = .unknown
                 }
                 start = end + 1
             }

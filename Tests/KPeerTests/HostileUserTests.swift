@@ -84,6 +84,47 @@ import Testing
         withExtendedLifetime(attack) {}
     }
 
+    /// The attacker binds the fixture's abstract listener name, a newline
+    /// and a record: the table prints the attacker's row as bound to that
+    /// name. `kpeer @NAME` still lists the fixture's listener and its one
+    /// client, text and JSON; the attacker's socket is listed by its whole
+    /// name (sock_diag's), newline and all.
+    @Test func aNameCutShortImpersonatesNoService() throws {
+        let f = try Fixture()
+        let listener = try #require(f.sockets("seqlistener").first).inode
+        let client = try #require(f.sockets("seqclient").first)
+        let name = "@kpeer-fixture-\(f.process.processIdentifier)"
+        let before = try Self.kpeer([name])
+        #expect(before.status == 0 && client.pids.allSatisfy { before.stdout.contains("\($0)") }, "\(before)")
+        let attack = try Attack([try Self.forge(), "cut", String(name.dropFirst())])
+        let cut = try #require(attack.lines.first { $0.hasPrefix("cut ") }.flatMap { UInt64($0.dropFirst(4)) })
+        // The table does print the attacker's socket under the fixture's name.
+        let data = try #require(FileHandle(forReadingAtPath: "/proc/net/unix")).readDataToEndOfFile()
+        let printed = String(decoding: data, as: UTF8.self).split(separator: "\n")
+            .filter { $0.hasSuffix(" \(name)") }.compactMap { $0.split(separator: " ").dropFirst(6).first }
+        try #require(printed.contains(Substring(String(cut))), "the attack's row is not in /proc/net/unix: \(printed)")
+
+        let after = try Self.kpeer([name])
+        #expect(after.status == before.status && after.stdout == before.stdout, "\(after), before \(before)")
+        let json = try Self.kpeer(["--json", name])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let l = try #require(doc["listener"] as? [String: Any], "\(json.stdout)")
+        #expect((l["inode"] as? NSNumber)?.uint64Value == listener)
+        #expect(!json.stdout.contains("\(cut)"), "the attacker's socket \(cut) is in the answer")
+        let all = try Self.kpeer(["--all"])
+        let row = all.stdout.split(separator: "\n").first { $0.split(separator: " ").contains(Substring(String(cut))) }
+        #expect(row?.contains("\(name)\\x0a0000000000000000:") == true, "\(row ?? "no row")")
+        withExtendedLifetime(attack) {}
+
+        // A name no socket has: the cut row does not make it a service.
+        let vacant = "@kpeer-vacant-\(getpid())"
+        let none = try Self.kpeer([vacant])
+        let squatter = try Attack([try Self.forge(), "cut", String(vacant.dropFirst())])
+        let still = try Self.kpeer([vacant])
+        #expect(none.status == 2 && still.status == 2 && still.stdout.isEmpty, "\(still), before \(none)")
+        withExtendedLifetime(squatter) {}
+    }
+
     /// A socketpair in the attacker's own user and network namespaces, and a
     /// forged row in ours that calls it `@NAME`: `kpeer @NAME` finds
     /// nothing, and the pair is listed in its own namespace, nameless.

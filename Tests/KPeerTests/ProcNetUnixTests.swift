@@ -31,6 +31,25 @@ import Testing
         #expect(e[0].path == SocketPath(bytes: Array("/run/systemd/private".utf8), isAbstract: false))
     }
 
+    /// What came before each row: the kernel's header, a record with no
+    /// name, or one with a name (which a forged record could follow).
+    @Test func eachRowKnowsTheLineBeforeIt() {
+        let e = ProcNetUnix.parse(Self.sample)
+        #expect(e.map(\.preceding) == [.header, .named, .named, .named, .pathless, .pathless, .named])
+        // A line that is no record after a row with no name: nothing is known after it.
+        let odd = ProcNetUnix.parse(Array("""
+            Num       RefCount Protocol Flags    Type St Inode Path
+            ffff8880054d3800: 00000003 00000000 00000000 0005 03 205101
+            garbage
+            ffff8880054d3c00: 00000003 00000000 00000000 0005 03 205102
+
+            """.utf8))
+        #expect(odd.map(\.preceding) == [.header, .unknown])
+        // No header first: not the kernel's table as it prints it.
+        #expect(ProcNetUnix.parse(Array("x\nffff8880054d3800: 00000003 00000000 00000000 0005 03 205101\n".utf8))
+                    .map(\.preceding) == [.unknown])
+    }
+
     @Test func abstractNamesDropTheAt() {
         let e = ProcNetUnix.parse(Self.sample)
         #expect(e[1].path?.isAbstract == true)

@@ -107,6 +107,120 @@ import Testing
         #expect(q.peerWords[a] == b)
     }
 
+    /// /proc/net/unix as unix_seq_show prints it for sockets of `w` (name
+    /// bytes raw: a NUL as '@', an abstract name's first NUL too, a path's
+    /// trailing NUL left out), after its header.
+    static func printed(_ rows: [(address: UInt64, inode: UInt64, name: [UInt8]?)]) -> [UInt8] {
+        var t = Array("Num       RefCount Protocol Flags    Type St Inode Path\n".utf8)
+        for r in rows {
+            t += Array(String(format: "%016lx: 00000002 00000000 00000000 0001 01 %5lu", r.address, r.inode).utf8)
+            if let n = r.name {
+                t.append(0x20)
+                let shown = n[0] == 0 ? Array(n) : Array(n.dropLast())
+                t += shown.map { $0 == 0 ? 0x40 : $0 }
+            }
+            t.append(0x0A)
+        }
+        return t
+    }
+
+    /// Rows only the kernel can have begun (after the header, or after a
+    /// row of the kernel's that has no name or whose name memory shows
+    /// whole) are read in one pread, not two, once the first rows have
+    /// proved the layouts; the verdicts are the ones every row checked by
+    /// inode gives.
+    @Test(.enabled(if: haveBTF)) func rowsTheKernelBeganCostOneRead() throws {
+        let w = try BTFKernel()
+        let peerAt = Int(try w.off("unix_sock", "peer"))
+        var rows: [(address: UInt64, inode: UInt64, name: [UInt8]?)] = []
+        for i in 0..<10 { rows.append((try w.socket(inode: 500 + UInt64(i), name: nil), 500 + UInt64(i), nil)) }
+        let path = Array("/run/a\nb.sock".utf8) + [0]  // a newline of its own, nothing forged after it
+        rows.append((try w.socket(inode: 600, name: path), 600, path))
+        for i in 0..<3 { rows.append((try w.socket(inode: 700 + UInt64(i), name: nil), 700 + UInt64(i), nil)) }
+        let entries = ProcNetUnix.parse(Self.printed(rows), netns: 4026531840)
+        #expect(entries.map(\.inode) == rows.map(\.inode))
+        #expect(entries[10].path?.bytes == Array(path.dropLast()))
+        let each = try w.verifier(peerAt: peerAt)
+        let all = each.verifyAll(entries)
+        #expect(all == Array(repeating: true, count: rows.count))
+        let chained = try w.verifier(peerAt: peerAt)
+        #expect(chained.verifyAll(entries, chained: true) == all)
+        #expect(chained.peerWords == each.peerWords)
+        // Rows 8 and 9, and the three after the named row: five rows with
+        // one read instead of two (both read the named row's name length).
+        #expect(RowVerifier.layoutSample == 8)
+        #expect(chained.begun == 5)
+        #expect(each.memory.preads - chained.memory.preads == 5)
+    }
+
+    /// A record forged inside a name (an abstract name with a newline) is
+    /// never taken for one the kernel began: memory says the name is longer
+    /// than the line shows, so from there on every row is checked by inode,
+    /// and the forged one, whose address is a real unix_sock of another
+    /// inode, goes. Nor is the row after a named row whose socket memory no
+    /// longer shows (its inode changed).
+    @Test(.enabled(if: haveBTF)) func aRowInsideANameIsNeverTheKernels() throws {
+        let w = try BTFKernel()
+        let peerAt = Int(try w.off("unix_sock", "peer"))
+        var rows: [(address: UInt64, inode: UInt64, name: [UInt8]?)] = []
+        for i in 0..<10 { rows.append((try w.socket(inode: 500 + UInt64(i), name: nil), 500 + UInt64(i), nil)) }
+        let unlisted = try w.socket(inode: 777, name: nil)  // a real unix_sock with no row of its own
+        let forged = String(format: "%016lx: 00000002 00000000 00000000 0001 01 99999", unlisted)
+        let name = [0] + Array("m\n\(forged)".utf8)
+        rows.append((try w.socket(inode: 600, name: name), 600, name))
+        let after = try w.socket(inode: 800, name: nil)
+        rows.append((after, 800, nil))
+        let entries = ProcNetUnix.parse(Self.printed(rows), netns: 4026531840)
+        #expect(entries.map(\.inode) == rows.prefix(11).map(\.inode) + [99999, 800])
+        let v = try w.verifier(peerAt: peerAt)
+        #expect(v.verifyAll(entries, chained: true) == Array(repeating: true, count: 11) + [false, true])
+        #expect(v.begun == 2)  // rows 8 and 9 only: the chain broke at the name
+
+        // The named row's socket is another now (inode 601): the row goes,
+        // and the row after it is checked by inode.
+        let w2 = try BTFKernel()
+        var rows2: [(address: UInt64, inode: UInt64, name: [UInt8]?)] = []
+        for i in 0..<10 { rows2.append((try w2.socket(inode: 500 + UInt64(i), name: nil), 500 + UInt64(i), nil)) }
+        let plain = [0] + Array("svc".utf8)
+        rows2.append((try w2.socket(inode: 601, name: plain), 600, plain))
+        rows2.append((try w2.socket(inode: 700, name: nil), 700, nil))
+        let v2 = try w2.verifier(peerAt: peerAt)
+        #expect(v2.verifyAll(ProcNetUnix.parse(Self.printed(rows2), netns: 4026531840), chained: true)
+                == Array(repeating: true, count: 10) + [false, true])
+        #expect(v2.begun == 2)
+    }
+
+    /// A user binds `@victim-svc` + newline + a record: the table prints
+    /// that socket's row as `@victim-svc`, the service's name. Memory's
+    /// name is longer, so the row carries memory's name (newline and all)
+    /// and `@victim-svc` stays the service's alone; the record after the
+    /// newline goes. Chained or not (kpeer INODE checks a few rows alone).
+    @Test(.enabled(if: haveBTF)) func aNameCutShortByANewlineIsMemorysWholeName() throws {
+        let w = try BTFKernel()
+        let peerAt = Int(try w.off("unix_sock", "peer"))
+        let service = [0] + Array("victim-svc".utf8)
+        let forged = "ffff888002000000: 00000002 00000000 00010000 0001 01 31337"
+        let cut = [0] + Array("victim-svc\n\(forged)".utf8)
+        let rows: [(address: UInt64, inode: UInt64, name: [UInt8]?)] = [
+            (try w.socket(inode: 500, name: service), 500, service),
+            (try w.socket(inode: 900, name: cut), 900, cut),
+            (try w.socket(inode: 501, name: nil), 501, nil)]
+        let table = ProcNetUnix.parse(Self.printed(rows), netns: 4026531840)
+        #expect(table.map(\.inode) == [500, 900, 31337, 501])
+        #expect(table[1].path?.display == "@victim-svc")  // as printed: the service's name
+        for chained in [true, false] {
+            var entries = table
+            let v = try w.verifier(peerAt: peerAt)
+            #expect(v.verifyAll(&entries, chained: chained) == [true, true, false, true])
+            #expect(entries[0].path?.bytes == Array("victim-svc".utf8))
+            #expect(entries[1].path == SocketPath(bytes: Array(cut.dropFirst()), isAbstract: true))
+            #expect(entries[3].path == nil)
+        }
+        let kept = try #require(TrustedRows.verified(table, try w.verifier(peerAt: peerAt)))
+        #expect(kept.filter { $0.path?.display == "@victim-svc" }.map(\.inode) == [500])
+        #expect(kept.map(\.inode) == [500, 900, 501])
+    }
+
     /// A table none of whose rows verifies says the layouts are wrong (a
     /// stale remembered layout), not that every row is forged.
     @Test(.enabled(if: haveBTF)) func nothingVerifiedMeansWrongLayouts() throws {

@@ -442,7 +442,8 @@ def forge_checks():
     for before, after in [("forge_before_path", "forge_path"), ("forge_before_inode", "forge_inode"),
                           ("forge_before_pair", "forge_pair"),
                           ("forge_before_path_netlink", "forge_path_netlink"),
-                          ("forge_before_inode_netlink", "forge_inode_netlink")]:
+                          ("forge_before_inode_netlink", "forge_inode_netlink"),
+                          ("forge_before_cut", "forge_cut"), ("forge_before_cut_netlink", "forge_cut_netlink")]:
         a, b = run(before), run(after)
         if a and b:
             check(f"forge: {after} answers as before the forging", (a["status"], a["out"], a["err"]) == (b["status"], b["out"], b["err"])
@@ -462,6 +463,28 @@ def forge_checks():
 
 
 forge_checks()
+
+
+def cut_checks():
+    t = runs.get("forge_cut_truth")
+    if t is None:
+        return
+    cut = [l.split()[1] for l in lines(t["out"]) if l.startswith("cut ")]
+    check("cut: the forger's socket is printed as bound to a name it does not have",
+          bool(cut) and lines(t["out"])[-1] == "1", t["out"] + t["err"])
+    for m in ["kcore", "netlink"]:
+        r = run(f"forge_cut_vacant_{m}")
+        if r:
+            check(f"cut ({m}): nothing is bound to @kpeer-vacant (status 2, one line)",
+                  r["status"] == 2 and r["out"] == "" and len(lines(r["err"])) == 1, f"{r['status']} {r['out']!r} {r['err']!r}")
+        r = run(f"forge_cut_all_{m}")
+        if r and cut:
+            rows = [l for l in lines(r["out"]) if cut[0] in l.split()[4:8]]
+            check(f"cut ({m}): --all lists the forger's socket by its whole name",
+                  r["status"] == 0 and len(rows) == 1 and "\\x0a0000000000000000:" in rows[0], f"{rows}")
+
+
+cut_checks()
 
 
 def relabel_checks():

@@ -3,6 +3,7 @@
 // with a newline makes lines that parse as rows of the table.
 //
 //   forge DIR INODE FLOOD
+//   forge cut NAME
 //   forge relabel NAME        (enters a network namespace of its own; unprivileged,
 //                             with a user namespace of its own too)
 //
@@ -11,6 +12,10 @@
 // real row), and FLOOD names each carrying a row at address 0 (it used to
 // make the kcore method take the addresses for hashed and give up). Prints
 // "ready" and waits for EOF on stdin.
+//
+// cut: a listener bound to NAME, a newline and a record: /proc/net/unix
+// prints the listener's row cut short, as if bound to @NAME (a service's
+// name). Prints "cut INODE" (its own socket), then "ready".
 //
 // relabel: a socketpair in a network namespace of its own, and in the
 // first namespace a name whose second line is a row for that pair's inode
@@ -71,8 +76,31 @@ static int relabel(const char *name) {
     return 0;
 }
 
+static int cut(const char *name) {
+    char text[200];
+    int n = snprintf(text, sizeof text, "%s\n%016lx: %08X %08X %08X %04X %02X %5lu", name, 0ul, 2u, 0u, 0u, 1u, 1u, 1ul);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    if (n < 0 || (size_t)n > sizeof a.sun_path - 1) return 64;
+    memcpy(a.sun_path + 1, text, (size_t)n);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct stat st;
+    if (s < 0 || bind(s, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0 ||
+        listen(s, 1) != 0 || fstat(s, &st) != 0) {
+        perror("forge: cut");
+        return 1;
+    }
+    printf("cut %lu\nready\n", (unsigned long)st.st_ino);
+    fflush(stdout);
+    char buf[64];
+    while (read(0, buf, sizeof buf) > 0) {}
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "relabel") == 0) return relabel(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "cut") == 0) return cut(argv[2]);
     if (argc != 4) {
         fprintf(stderr, "usage: forge DIR INODE FLOOD\n");
         return 64;

@@ -32,6 +32,27 @@ wait_ready /tmp/forge-pair.out $forge_pair_pid
 run forge_pair_rows awk -v i="$forge_pair" '$7 == i { n++ } END { print n + 0 }' /proc/net/unix
 run forge_pair kpeer --method kcore "$forge_pair"
 kill $forge_pair_pid 2> /dev/null  # this one forger only for this check
+# A name cut short: the forger binds the fixture's abstract name, a newline
+# and a record, so the table prints its socket as bound to that name; and
+# the same with a name nobody has. Both methods must answer as before and
+# list the forger's socket by its whole name.
+forge_abstract=$(awk '$8 ~ /^@kpeer-fixture-/ { print substr($8, 2); exit }' /proc/net/unix)
+run forge_before_cut kpeer --method kcore "@$forge_abstract"
+run forge_before_cut_netlink kpeer --method netlink "@$forge_abstract"
+sleep 100000 | kpf --run-as 65534 forge cut "$forge_abstract" > /tmp/cut.out 2> /tmp/cut.err &
+forge_cut_pid=$!
+wait_ready /tmp/cut.out $forge_cut_pid
+sleep 100000 | kpf --run-as 65534 forge cut kpeer-vacant > /tmp/vacant.out 2> /tmp/vacant.err &
+forge_vacant_pid=$!
+wait_ready /tmp/vacant.out $forge_vacant_pid
+run forge_cut_truth sh -c 'cat /tmp/cut.out; grep -c " @kpeer-vacant$" /proc/net/unix'
+run forge_cut kpeer --method kcore "@$forge_abstract"
+run forge_cut_netlink kpeer --method netlink "@$forge_abstract"
+run forge_cut_vacant_kcore kpeer --method kcore @kpeer-vacant
+run forge_cut_vacant_netlink kpeer --method netlink @kpeer-vacant
+run forge_cut_all_kcore kpeer --method kcore --all
+run forge_cut_all_netlink kpeer --method netlink --all
+kill $forge_cut_pid $forge_vacant_pid 2> /dev/null
 # The forger stays: the tests after this one (netns.sh) run under attack too.
 # Relabelling across namespaces: a socketpair in a network namespace of the
 # forger's own, passed off by a forged host row as bound to @victim-svc.
