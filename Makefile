@@ -66,7 +66,7 @@ run: release
 unit-test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) package plugin generate-manual > /dev/null
-	$(SWIFT) test --disable-xctest
+	KPEER_STATIC_BIN="$(wildcard $(STATIC_BIN))" $(SWIFT) test --disable-xctest
 
 vmtest: setup-vm static
 	KERNELS="$(KERNELS)" KERNEL_CACHE="$(KERNEL_CACHE)" KPEER_BIN="$(STATIC_BIN)" VM_STALL="$(VM_STALL)" \
@@ -74,7 +74,8 @@ vmtest: setup-vm static
 
 # Unit, live and CLI tests; the real-kernel VM test; churn, fuzz smoke and
 # the sanitizer run (Tests/Reliability/reliability.mk).
-test: unit-test vmtest reliability-test debtest
+# static first: the unit tests check the shipped binary too (KPEER_STATIC_BIN).
+test: static unit-test vmtest reliability-test debtest
 
 # Benchmarks (make bench) and reliability work (make fuzz, churn) live next to
 # their code.

@@ -288,6 +288,22 @@ public enum Resolver {
         return nil
     }
 
+    /// A process's /proc/net/unix, read through one open of /proc/PID and
+    /// only while that process is in `netns`: the pid may have gone and
+    /// been reused by a process of another namespace since the scan (its
+    /// rows would be labelled with the wrong namespace). nil if gone.
+    static func tableOf(process dir: String, netns: UInt64) -> [UInt8]? {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstatat(fd, "ns/net", &st, 0) == 0, UInt64(st.st_ino) == netns,
+              let bytes = Files.readIfPresent("net/unix", relativeTo: fd) else { return nil }
+        // Still that process, still in that namespace, after the read.
+        guard fstatat(fd, "ns/net", &st, 0) == 0, UInt64(st.st_ino) == netns else { return nil }
+        return bytes
+    }
+
     /// The offset from symbols read now (no --offset, nothing remembered);
     /// nil means: calibrate (kpeer --find-offset says why each source failed).
     static func defaultOffset() -> MemberOffset? {
@@ -303,14 +319,14 @@ public enum Resolver {
         for ns in namespaces where ns.inode != ownNS {
             // A namespace with no process: read from a thread inside it.
             if ns.file != nil { held.append(ns); continue }
-            sources.append((ns.inode, "\(procRoot)/\(ns.pid)/net/unix"))
+            sources.append((ns.inode, "\(procRoot)/\(ns.pid)"))
         }
         let (texts, _) = try KptrRestrict.withAddressesVisible { () throws(KPeerError) -> [(UInt64, [UInt8])] in
             var out: [(UInt64, [UInt8])] = []
             for (i, s) in sources.enumerated() {
                 if i == 0 {
                     out.append((s.ns, try Files.read(s.path)))
-                } else if let bytes = Files.readIfPresent(s.path) {  // that process may be gone
+                } else if let bytes = tableOf(process: s.path, netns: s.ns) {
                     out.append((s.ns, bytes))
                 }
             }

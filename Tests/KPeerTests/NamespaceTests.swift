@@ -23,6 +23,21 @@ final class NetnsFixture: Fixture {
 @Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct NamespaceTests {
     static var kpeer: String { Support.kpeerBinary }
 
+    /// A process's table is read only while that process is in the
+    /// namespace the scan saw it in (a reused pid in another namespace
+    /// would label rows wrongly): the fixture's rows from its own
+    /// namespace; nothing when another namespace is expected.
+    @Test(.enabled(if: NetnsFixture.available)) func aProcessTableIsReadOnlyInItsNamespace() throws {
+        let f = try NetnsFixture()
+        let pid = try #require(f.names.keys.min())
+        let own = try #require(NetNamespaces.current())
+        let bytes = try #require(Resolver.tableOf(process: "/proc/\(pid)", netns: f.netns))
+        let inodes = Set(ProcNetUnix.parse(bytes, netns: f.netns).map(\.inode))
+        #expect(!f.inodes.isEmpty && f.inodes.isSubset(of: inodes))
+        #expect(Resolver.tableOf(process: "/proc/\(pid)", netns: own) == nil)
+        #expect(Resolver.tableOf(process: "/proc/999999999", netns: f.netns) == nil)
+    }
+
     @Test(.enabled(if: NetnsFixture.available)) func theFixturesNamespaceIsAnotherOne() throws {
         let f = try NetnsFixture()
         let own = try #require(NetNamespaces.current())
