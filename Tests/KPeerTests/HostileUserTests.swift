@@ -125,6 +125,49 @@ import Testing
         withExtendedLifetime(squatter) {}
     }
 
+    /// A twin of the socket root's listener accepted (its inode, at address
+    /// 0): the listener still lists its client, and the client its peer.
+    @Test func anAcceptedTwinHidesNoClient() throws {
+        let f = try Fixture()
+        let accepted = try #require(f.sockets("seqaccepted").first).inode
+        let client = try #require(f.sockets("seqclient").first).inode
+        let questions = [["@kpeer-fixture-\(f.process.processIdentifier)"], [String(client)], [String(accepted)],
+                         ["--json", String(client)]]
+        let before = try questions.map { try Self.kpeer($0) }
+        #expect(before.allSatisfy { $0.status == 0 }, "\(before)")
+        let attack = try Attack([try Self.forge(), "/tmp", String(accepted), "0"])
+        let data = try #require(FileHandle(forReadingAtPath: "/proc/net/unix")).readDataToEndOfFile()
+        let rows = String(decoding: data, as: UTF8.self).split(separator: "\n").filter { line in
+            let f = line.split(separator: " ")
+            return f.count > 6 && f[6] == Substring(String(accepted))
+        }
+        try #require(rows.count == 2, "no forged twin of \(accepted): \(rows)")
+        for (q, was) in zip(questions, before) {
+            let now = try Self.kpeer(q)
+            #expect(now.status == was.status && now.stdout == was.stdout, "kpeer \(q): \(now) after, \(was) before")
+        }
+        withExtendedLifetime(attack) {}
+    }
+
+    /// The relabel aimed at a live service: the attacker's pair, from its
+    /// own namespaces, passed off as bound to the fixture's abstract name.
+    /// The service's answer does not move.
+    @Test func aRelabelledPairJoinsNoService() throws {
+        let f = try Fixture()
+        let name = "kpeer-fixture-\(f.process.processIdentifier)"
+        let questions = [["@" + name], ["--json", "@" + name]]
+        let before = try questions.map { try Self.kpeer($0) }
+        #expect(before.allSatisfy { $0.status == 0 }, "\(before)")
+        let attack = try Attack([try Self.forge(), "relabel", name])
+        let pair = try #require(attack.lines.first { $0.hasPrefix("pair ") }.flatMap { UInt64($0.dropFirst(5)) })
+        for (q, was) in zip(questions, before) {
+            let now = try Self.kpeer(q)
+            #expect(now.status == was.status && now.stdout == was.stdout, "kpeer \(q): \(now) after, \(was) before")
+            #expect(!now.stdout.contains(String(pair)))
+        }
+        withExtendedLifetime(attack) {}
+    }
+
     /// A socketpair in the attacker's own user and network namespaces, and a
     /// forged row in ours that calls it `@NAME`: `kpeer @NAME` finds
     /// nothing, and the pair is listed in its own namespace, nameless.
