@@ -2,13 +2,24 @@ import Foundation
 import Glibc
 import Testing
 
-/// An unprivileged local user (uid 65534, no groups) attacks root's kpeer on
+/// An unprivileged local user (a uid of the test's own, no groups) attacks root's kpeer on
 /// this machine (the netlink method: this kernel may have no /proc/kcore;
 /// the VM's forge.sh runs the same attacks against the kcore method). The
 /// attacker is Tests/VM/guest.d/forge.c, run through the fixture's
 /// `--run-as`. Every answer after the attack must equal the answer before.
 @Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct HostileUserTests {
-    static let attacker: UInt32 = 65534
+    /// A user of the test's own: a uid no account has and no process runs
+    /// as (nothing of it exists on this machine before the test).
+    static let attacker: UInt32 = {
+        let busy = Set((try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid -> UInt32? in
+            var st = stat()
+            guard Int32(pid) != nil, stat("/proc/\(pid)", &st) == 0 else { return nil }
+            return st.st_uid
+        } ?? [])
+        var uid: UInt32 = 61_000
+        while getpwuid(uid) != nil || busy.contains(uid) { uid += 1 }
+        return uid
+    }()
 
     static func forge() throws -> String {
         let out = Support.tempDir() + "/forge"
