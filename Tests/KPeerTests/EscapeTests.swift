@@ -260,3 +260,62 @@ import Testing
         }
     }
 }
+
+/// The rest of the issue's characters, end to end and in every text form:
+/// NEL (U+0085), CSI (U+009B) and a no-break space (U+00A0) in a process
+/// name, and in the path of the socket it listens on.
+@Suite(.serialized, .tags(.binary, .fixture), .layered) struct HostileOwnerFormsTests {
+    /// Binds DIR/l<NEL><CSI><NBSP>.sock, listens, connects to it, accepts;
+    /// prints `LISTENER CLIENT ACCEPTED` inodes once renamed.
+    static let source = """
+        import ctypes, os, socket, sys
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, "n\\u0085c\\u009bs\\u00a0".encode(), 0, 0, 0)  # PR_SET_NAME
+        path = os.fsencode(sys.argv[1]) + "/l\\u0085\\u009b\\u00a0.sock".encode()
+        l = socket.socket(socket.AF_UNIX); l.bind(path); l.listen(4)
+        c = socket.socket(socket.AF_UNIX); c.connect(path)
+        s, _ = l.accept()
+        print(*(os.fstat(x.fileno()).st_ino for x in (l, c, s)), flush=True)
+        sys.stdin.read()
+        """
+
+    @Test(.enabled(if: Support.which("python3") != nil, "needs python3 to rename processes"))
+    func everyTextFormEscapesThem() throws {
+        let dir = Support.tempDir()
+        let input = Pipe(), output = Pipe()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Support.which("python3")!)
+        p.arguments = ["-c", Self.source, dir]
+        p.standardInput = input
+        p.standardOutput = output
+        try p.run()
+        defer { try? input.fileHandleForWriting.close(); p.waitUntilExit() }
+        var text = ""
+        while !text.hasSuffix("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let inodes = text.split(whereSeparator: \.isWhitespace).map(String.init)
+        try #require(inodes.count == 3, "\(text)")
+        let name = "n\\xc2\\x85c\\xc2\\x9bs\\xc2\\xa0"
+        let path = dir + "/l\u{85}\u{9B}\u{A0}.sock"
+        let shownPath = dir + "/l\\xc2\\x85\\xc2\\x9b\\xc2\\xa0.sock"
+        let kpeer = Support.kpeerBinary
+        let pid = String(p.processIdentifier)
+        let forms: [(String, [String])] = [
+            ("--all", ["--all"]), ("--all -e", ["--all", "-e"]), ("--dump", ["--dump"]),
+            ("INODE", [inodes[1]]), ("INODE -v", ["-v", inodes[1]]), ("PATH", [path]), ("PATH -v", ["-v", path]),
+            ("dot", ["--all", "--format", "dot"])]
+        for (form, args) in forms {
+            let r = try Support.run(kpeer, ["--method", "netlink"] + args)
+            #expect(r.status == 0, "\(form): \(r.stderr)")
+            let mine = r.stdout.split(separator: "\n").filter { line in inodes.contains { line.contains($0) } || line.contains(pid) }
+            #expect(!mine.isEmpty || form.hasPrefix("INODE") || form.hasPrefix("PATH"), "\(form): \(r.stdout)")
+            #expect(!OutputEscapeTests.hasRawHostile(r.stdout + r.stderr), "\(form) carries a raw NEL, CSI or no-break space")
+            let shown = form == "dot" ? name.replacingOccurrences(of: "\\", with: "\\\\") : name  // DOT doubles backslashes
+            #expect(r.stdout.contains(shown), "\(form) does not name \(pid) escaped: \(r.stdout)")
+            if form.hasPrefix("--all") { #expect(r.stdout.contains(shownPath), "\(form): \(r.stdout)") }
+        }
+    }
+}
