@@ -1,3 +1,4 @@
+import CKPeer
 import KernelMemory
 import KernelObjects
 import KPeerSystem
@@ -150,7 +151,12 @@ struct KcorePipeline {
             out.layoutContradicted = true
             out.factsUnavailable["all"] = "the struct layouts of \(out.reader?.types.origin ?? "?") do not match this kernel's memory"
         }
-        out.entries = TrustedRows.inMemory(table, memory)
+        out.entries = TrustedRows.inMemory(table, memory) {
+            // Without layouts, sock_diag's records (where unix_diag is
+            // loaded) tell a forged twin from the real row.
+            guard let all = try? SockDiag.dump(show: UInt32(UDIAG_SHOW_NAME)) else { return nil }
+            return Dictionary(all.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
+        }
         return out
     }
 

@@ -73,13 +73,31 @@ enum TrustedRows {
     /// addresses (checkAddresses has made sure of that); a forger can only
     /// guess, or copy a real row's address: an address listed twice names
     /// no socket for sure, and both rows go.
-    static func inMemory(_ entries: [UnixSocketEntry], _ memory: KernelMemory) -> [UnixSocketEntry] {
+    ///
+    /// Where sock_diag answers (`details`, asked only when some row is
+    /// listed twice), it settles the twins as for the netlink method: a row
+    /// listed twice stays only if sock_diag's record of its inode agrees
+    /// with it, once per inode; so a forged twin no longer takes the real
+    /// row with it.
+    static func inMemory(_ entries: [UnixSocketEntry], _ memory: KernelMemory,
+                         details: () -> [UInt64: DiagEntry]? = { nil }) -> [UnixSocketEntry] {
         let kept = entries.filter { $0.address != 0 && memory.contains($0.address) }
         var addresses = kept.map(\.address)
         addresses.sort()
         var twice = Set<UInt64>()
         for i in addresses.indices.dropFirst() where addresses[i] == addresses[i - 1] { twice.insert(addresses[i]) }
-        return unique(twice.isEmpty ? kept : kept.filter { !twice.contains($0.address) })
+        let twins = twinKeys(kept)
+        if twice.isEmpty && twins.isEmpty { return kept }
+        guard let diag = details() else {
+            return unique(twice.isEmpty ? kept : kept.filter { !twice.contains($0.address) })
+        }
+        var seen = Set<Key>()
+        return kept.filter { e in
+            let key = Key(netns: e.netns, inode: e.inode)
+            guard twice.contains(e.address) || twins.contains(key) else { return true }
+            guard e.inode != 0, let d = diag[e.inode], agrees(e, d) else { return false }
+            return seen.insert(key).inserted
+        }
     }
 
     struct Key: Hashable {

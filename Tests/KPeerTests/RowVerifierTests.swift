@@ -51,8 +51,13 @@ import Testing
         let zeroed = (0..<50).map { _ in BTFKernel.row(0, inode: 500, path: "/run/svc.sock") }
         let kept = try #require(TrustedRows.verified([forged, real, client] + zeroed, try w.verifier()))
         #expect(kept == [real, client])
-        // Without the check (no layouts), both twins go: the old behaviour.
-        #expect(!TrustedRows.inMemory([forged, real, client], try KernelMemory(path: try w.core.write())).contains(real))
+        // Without the check (no layouts) and without sock_diag, both twins
+        // go; with sock_diag's record of the inode, the real row stays.
+        let memory = try KernelMemory(path: try w.core.write())
+        #expect(TrustedRows.inMemory([forged, real, client], memory) == [client])
+        var record = DiagEntry(inode: 500, rawType: 1, rawState: 10)
+        record.name = SocketPath(bytes: Array("/run/svc.sock".utf8), isAbstract: false)
+        #expect(TrustedRows.inMemory([forged, real, client], memory) { [500: record] } == [real, client])
     }
 
     /// Rows no other row imitates are checked by inode alone: the socket
