@@ -111,19 +111,16 @@ final class RowVerifier {
     /// `layoutSample` rows are checked by inode all the same: that is what
     /// proves the layouts.
     func verifyAll(_ entries: inout [UnixSocketEntry], chained: Bool = false) -> [Bool] {
-        var inodes: [UInt64: Int] = [:], addresses: [UInt64: Int] = [:]
-        inodes.reserveCapacity(entries.count)
-        addresses.reserveCapacity(entries.count)
+        // Inodes and addresses listed more than once, found by sorting: a
+        // real table has none, and hashing every row costs more.
+        let twinInodes = Self.repeated(entries.lazy.map(\.inode).filter { $0 != 0 })
+        let twinAddresses = Self.repeated(entries.lazy.map(\.address))
         if peerAt != nil { peerWords.reserveCapacity(entries.count) }
-        for e in entries {
-            if e.inode != 0 { inodes[e.inode, default: 0] += 1 }
-            addresses[e.address, default: 0] += 1
-        }
         var nextBegun = false  // is the next row a record the kernel began?
         var ok = [Bool](repeating: false, count: entries.count)
         for i in entries.indices {
             let e = entries[i]
-            let twin = (e.inode != 0 && inodes[e.inode]! > 1) || addresses[e.address]! > 1
+            let twin = (!twinInodes.isEmpty && twinInodes.contains(e.inode)) || (!twinAddresses.isEmpty && twinAddresses.contains(e.address))
             let kernels: Bool
             switch e.preceding {
             case .header: kernels = chained
@@ -153,6 +150,19 @@ final class RowVerifier {
     func verifyAll(_ entries: [UnixSocketEntry], chained: Bool = false) -> [Bool] {
         var rows = entries
         return verifyAll(&rows, chained: chained)
+    }
+
+    /// The values that occur more than once.
+    static func repeated<S: Sequence>(_ values: S) -> Set<UInt64> where S.Element == UInt64 {
+        var sorted = Array(values)
+        sorted.sort()
+        var twice = Set<UInt64>()
+        var i = 1
+        while i < sorted.count {
+            if sorted[i] == sorted[i - 1] { twice.insert(sorted[i]) }
+            i += 1
+        }
+        return twice
     }
 
     /// What a row's check found of its name: the one printed is all of it
