@@ -177,24 +177,27 @@ final class RowVerifier {
         let memory = reader.memory
         guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return nil }
         // sk_socket, addr, peer and qlen, those wanted, in one read: a pread
-        // costs far more than the few hundred bytes between them.
+        // costs far more than the few hundred bytes between them. A row the
+        // kernel began needs only its peer word (and qlen): kcore copies
+        // every byte through a bounce buffer, so those alone are read.
         let named = inode && e.path != nil
-        var lo = at.socket, hi = at.socket + 8
+        var lo = Int.max, hi = 0
         func span(_ o: Int?, _ size: Int) {
             guard let o else { return }
             lo = min(lo, o)
             hi = max(hi, o + size)
         }
+        if inode { span(at.socket, 8) }
         span(peerAt, 8)
         span(qlenAt, 4)
         if named { span(at.addr, 8) }
-        if peerAt == nil, !inode { return .whole }  // nothing wanted but the address
-        guard memory.contains(e.address &+ UInt64(hi - 1)) else { return nil }
+        if hi == 0 { return .whole }  // nothing wanted but the address
+        guard memory.contains(e.address &+ UInt64(lo)), memory.contains(e.address &+ UInt64(hi - 1)) else { return nil }
         var words = (socket: UInt64(0), addr: UInt64(0))
         try withUnsafeTemporaryAllocation(byteCount: hi - lo, alignment: 8) { (b: UnsafeMutableRawBufferPointer) throws(KPeerError) in
             try memory.read(e.address &+ UInt64(lo), into: b)
             func word(_ o: Int) -> UInt64 { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: o - lo, as: UInt64.self)) }
-            words.socket = word(at.socket)
+            if inode { words.socket = word(at.socket) }
             if named { words.addr = word(at.addr) }
             if let peerAt { peerWords[e.address] = word(peerAt) }
             if let qlenAt, UInt32(littleEndian: b.loadUnaligned(fromByteOffset: qlenAt - lo, as: UInt32.self)) != 0 {
