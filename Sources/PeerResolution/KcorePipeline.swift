@@ -101,6 +101,8 @@ struct KcorePipeline {
         /// Each checked row's word at the peer offset the symbols gave, read
         /// with its check (RowVerifier.peerWords): stage 6's first read.
         var peerWords: (offset: Int, words: [UInt64: UInt64])?
+        /// Or, for a whole table, each row's word by row (aligned with `entries`).
+        var rowWords: (offset: Int, words: [UInt64?])?
         /// With a focus (ResolverOptions.factsFocus): the rows whose receive
         /// queue is not empty, read with their check; nil when not known.
         var queued: Set<UInt64>?
@@ -142,9 +144,9 @@ struct KcorePipeline {
                 out.focused = true
                 return out
             }
-            if let rows = Trace.phase("row checks", { TrustedRows.verified(table, verifier) }) {
+            if let (rows, words) = Trace.phase("row checks", { TrustedRows.verifiedWithWords(table, verifier) }) {
                 out.entries = rows
-                if let peerAt { out.peerWords = (peerAt, verifier.peerWords) }
+                if let peerAt, words.count == rows.count { out.rowWords = (peerAt, words) }
                 if verifier.qlenAt != nil { out.queued = verifier.queued }
                 return out
             }
@@ -207,7 +209,8 @@ struct KcorePipeline {
         var offset = offset
         var found: Peers
         do {
-            found = try pointers(offset, memory, rows.entries, namespaces, factReader, rows.peerWords, queued: rows.queued)
+            found = try pointers(offset, memory, rows.entries, namespaces, factReader, rows.peerWords, queued: rows.queued,
+                                 rowWords: rows.rowWords)
         } catch where error.kind == .refused && offset.remembered {
             // Remembered for this build, yet failing now (the cache file was
             // edited?): forget it and read the symbols again.
@@ -236,7 +239,8 @@ struct KcorePipeline {
     private func pointers(_ offset: MemberOffset, _ memory: KernelMemory, _ entries: [UnixSocketEntry],
                           _ namespaces: [NetNamespace], _ factReader: FactReader?,
                           _ early: (offset: Int, words: [UInt64: UInt64])? = nil,
-                          queued: Set<UInt64>? = nil) throws(KPeerError) -> Peers {
+                          queued: Set<UInt64>? = nil,
+                          rowWords: (offset: Int, words: [UInt64?])? = nil) throws(KPeerError) -> Peers {
         let procRoot = options.procRoot
         let identities = options.identities
         let scanned = Scanned()
@@ -248,7 +252,11 @@ struct KcorePipeline {
         // The peer words the row checks read at this offset (an offset that
         // changed since, a remembered one found wrong, reads them again).
         var earlyWords: (([UnixSocketEntry]) -> [UInt64?])?
-        if let early, early.offset == offset.value {
+        if let rowWords, rowWords.offset == offset.value, rowWords.words.count == entries.count {
+            // Read with the row checks, row by row: these very rows.
+            earlyWords = { rows in rows.count == rowWords.words.count ? rowWords.words
+                                                                      : rows.map { e in e.address == 0 ? nil : try? memory.readWord(e.address &+ UInt64(rowWords.offset)) } }
+        } else if let early, early.offset == offset.value {
             let at = UInt64(early.offset)
             earlyWords = { rows in
                 rows.map { e in e.address == 0 ? nil : early.words[e.address] ?? (try? memory.readWord(e.address &+ at)) }

@@ -30,7 +30,12 @@ final class RowVerifier {
     let peerAt: Int?
     /// address → the word at `peerAt`, for each row checked (the resolver's
     /// first read of every peer pointer, made here at no extra pread).
+    /// Not kept by a chained check, which keeps `rowWords` instead.
     private(set) var peerWords: [UInt64: UInt64] = [:]
+    /// The words at `peerAt` of the last verifyAll's rows, by row (nil:
+    /// not read): a whole table's, with no hashing of every address.
+    private(set) var rowWords: [UInt64?] = []
+    private var chainedRun = false
     /// With `queues`: where `sk_receive_queue.qlen` is, read in the same
     /// pread, and the addresses of checked rows whose queue is not empty.
     let qlenAt: Int?
@@ -69,6 +74,8 @@ final class RowVerifier {
 
     /// Does memory at the row's address say all that the row says?
     func verify(_ e: UnixSocketEntry) -> Bool {
+        rowWords = []
+        chainedRun = false
         let ok = (try? fullCheck(e)) ?? false
         if ok { passed += 1 } else { failed += 1 }
         return ok
@@ -83,6 +90,8 @@ final class RowVerifier {
     /// unix_address → its `len`, read once (accepted sockets share their
     /// listener's).
     private var nameLengths: [UInt64: Int] = [:]
+    /// The row of verifyAll being checked (where its peer word goes).
+    private var current = 0
 
     /// Every row. Each must be the unix socket of its inode (`sk_socket`'s
     /// inode; none for an embryo): two 8-byte reads. A row that shares its
@@ -115,10 +124,13 @@ final class RowVerifier {
         // real table has none, and hashing every row costs more.
         let twinInodes = Self.repeated(entries.lazy.map(\.inode).filter { $0 != 0 })
         let twinAddresses = Self.repeated(entries.lazy.map(\.address))
-        if peerAt != nil { peerWords.reserveCapacity(entries.count) }
+        chainedRun = chained
+        if peerAt != nil && !chained { peerWords.reserveCapacity(entries.count) }
+        rowWords = [UInt64?](repeating: nil, count: peerAt != nil ? entries.count : 0)
         var nextBegun = false  // is the next row a record the kernel began?
         var ok = [Bool](repeating: false, count: entries.count)
         for i in entries.indices {
+            current = i
             let e = entries[i]
             let twin = (!twinInodes.isEmpty && twinInodes.contains(e.inode)) || (!twinAddresses.isEmpty && twinAddresses.contains(e.address))
             let kernels: Bool
@@ -199,7 +211,7 @@ final class RowVerifier {
             func word(_ o: Int) -> UInt64 { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: o - lo, as: UInt64.self)) }
             if inode { words.socket = word(at.socket) }
             if named { words.addr = word(at.addr) }
-            if let peerAt { peerWords[e.address] = word(peerAt) }
+            if let peerAt { note(e, word(peerAt)) }
             if let qlenAt, UInt32(littleEndian: b.loadUnaligned(fromByteOffset: qlenAt - lo, as: UInt32.self)) != 0 {
                 queued.insert(e.address)
             }
@@ -220,6 +232,12 @@ final class RowVerifier {
         // does not keep: either way, one fewer.
         if path.bytes.count == (try nameLength(words.addr)) - at.sunOffset - 1 { return .whole }
         return .other(try name(words.addr))
+    }
+
+    /// Keeps a row's peer word: by row in a chained check, else by address.
+    private func note(_ e: UnixSocketEntry, _ word: UInt64) {
+        if current < rowWords.count { rowWords[current] = word }
+        if !chainedRun { peerWords[e.address] = word }
     }
 
     /// `unix_address.len` (sun_family included), remembered per address.
@@ -245,7 +263,7 @@ final class RowVerifier {
         let memory = reader.memory
         guard e.address != 0, memory.contains(e.address), memory.contains(e.address &+ UInt64(at.span - 1)) else { return false }
         let b = try memory.read(e.address, count: at.span)
-        if let peerAt { peerWords[e.address] = le(b, peerAt, 8) }
+        if let peerAt { note(e, le(b, peerAt, 8)) }
         if let qlenAt, le(b, qlenAt, 4) != 0 { queued.insert(e.address) }
         guard le(b, at.family, 2) == 1,  // AF_UNIX
               le(b, at.type, 2) == UInt64(e.rawType) else { return false }
@@ -292,15 +310,24 @@ extension TrustedRows {
     /// layouts are what is wrong (a stale remembered layout): nil, and the
     /// caller falls back to `inMemory`.
     static func verified(_ entries: [UnixSocketEntry], _ verifier: RowVerifier) -> [UnixSocketEntry]? {
+        verifiedWithWords(entries, verifier)?.rows
+    }
+
+    /// The same, with each kept row's peer word (RowVerifier.rowWords;
+    /// empty when the verifier reads none).
+    static func verifiedWithWords(_ entries: [UnixSocketEntry], _ verifier: RowVerifier)
+        -> (rows: [UnixSocketEntry], words: [UInt64?])? {
         var entries = entries
         let ok = verifier.verifyAll(&entries, chained: true)
-        let kept = entries.indices.filter { ok[$0] }.map { entries[$0] }
-        if kept.isEmpty && !entries.isEmpty { return nil }
+        var keep = entries.indices.filter { ok[$0] }
+        if keep.isEmpty && !entries.isEmpty { return nil }
         // Memory vouched for each row: rows that share an inode at two
         // addresses are two real sockets (the inode counter wrapped) and
         // both stay, for the links to mark the inode ambiguous; a row
         // repeated at one address is one socket.
-        return uniqueAddresses(kept)
+        if let unique = uniqueAddressIndices(keep.map { entries[$0] }) { keep = unique.map { keep[$0] } }
+        let words = verifier.rowWords
+        return (keep.map { entries[$0] }, words.isEmpty ? [] : keep.map { words[$0] })
     }
 }
 

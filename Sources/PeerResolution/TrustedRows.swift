@@ -109,19 +109,26 @@ enum TrustedRows {
     /// socket listed once; rows at one address that differ go, as nothing
     /// says which is true. Rows at different addresses all stay.
     static func uniqueAddresses(_ entries: [UnixSocketEntry]) -> [UnixSocketEntry] {
+        guard let keep = uniqueAddressIndices(entries) else { return entries }
+        return keep.map { entries[$0] }
+    }
+
+    /// The indices uniqueAddresses keeps; nil when it keeps them all.
+    static func uniqueAddressIndices(_ entries: [UnixSocketEntry]) -> [Int]? {
+        // Found by sorting: a real table lists each address once.
+        let twice = RowVerifier.repeated(entries.lazy.map(\.address))
+        if twice.isEmpty { return nil }
         var first: [UInt64: Int] = [:]
-        first.reserveCapacity(entries.count)
         var drop = Set<UInt64>()
         var repeated = Set<Int>()
-        for (i, e) in entries.enumerated() {
+        for (i, e) in entries.enumerated() where twice.contains(e.address) {
             if let j = first[e.address] {
                 if entries[j] == e { repeated.insert(i) } else { drop.insert(e.address) }
             } else {
                 first[e.address] = i
             }
         }
-        if drop.isEmpty && repeated.isEmpty { return entries }
-        return entries.indices.filter { !repeated.contains($0) && !drop.contains(entries[$0].address) }.map { entries[$0] }
+        return entries.indices.filter { !repeated.contains($0) && !drop.contains(entries[$0].address) }
     }
 
     static func unique(_ entries: [UnixSocketEntry]) -> [UnixSocketEntry] {

@@ -150,7 +150,8 @@ import Testing
         #expect(all == Array(repeating: true, count: rows.count))
         let chained = try w.verifier(peerAt: peerAt)
         #expect(chained.verifyAll(entries, chained: true) == all)
-        #expect(chained.peerWords == each.peerWords)
+        // The chained check keeps each row's peer word by row.
+        #expect(chained.rowWords == entries.map { each.peerWords[$0.address] })
         // Rows 8 and 9, and the three after the named row: five rows with
         // one read instead of two (both read the named row's name length).
         #expect(RowVerifier.layoutSample == 8)
