@@ -55,7 +55,7 @@ struct kp_watch {
     struct bpf_object *fobj, *kobj;   // fentry flavour, kprobe flavour
     struct bpf_link *links[KPW_HOOKS][MAX_PROGS];
     int state[KPW_HOOKS];
-    char why[KPW_HOOKS][160];
+    char why[KPW_HOOKS][512];
     struct ring_buffer *ring;
     int lost_fd;
     int epfd;

@@ -80,6 +80,8 @@ public struct PeerMap: Sendable {
     public let linkedToAmbiguous: [UInt64: UInt64]
     /// Why an empty owner list may not mean "held by no process" (OwnerTable.gaps).
     public var ownerGaps: String? { ownerTable.gaps }
+    /// Processes whose descriptors could not be read (OwnerTable.unreadable).
+    public var unreadablePids: [Int32] { ownerTable.unreadable }
     /// pid → who the process is, when the scan was asked (ResolverOptions.identities).
     public var identities: [Int32: ProcessIdentity] { ownerTable.identities }
     /// io_uring rings holding unix sockets this kernel does not name (before 6.14).

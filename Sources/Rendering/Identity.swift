@@ -47,7 +47,7 @@ public enum Identity {
     /// `identities` (the scan's, by pid) its `"identity"` (null when the
     /// process was not described).
     public static func ownerJSON(_ o: Owner, identities: [Int32: ProcessIdentity]?) -> String {
-        var out = "{\"pid\":\(o.pid),\"name\":\(JSON.string(o.name)),\"fd\":\(o.fd)," + viaJSON(o.via)
+        var out = "{\"pid\":\(o.pid)," + JSON.processName(o) + ",\"fd\":\(o.fd)," + viaJSON(o.via)
         if let identities { out += ",\"identity\":" + json(identities[o.pid]) }
         return out + "}"
     }

@@ -31,14 +31,25 @@ public enum JSON {
         let raw = path.isAbstract ? [UInt8(ascii: "@")] + path.bytes : path.bytes
         let text = String(decoding: raw, as: UTF8.self)
         var out = "\"\(key)\":" + string(text)
-        if !text.utf8.elementsEqual(raw) {
-            let digits = Array("0123456789abcdef".utf8)
-            var hex: [UInt8] = []
-            hex.reserveCapacity(raw.count * 2)
-            for b in raw { hex += [digits[Int(b >> 4)], digits[Int(b & 15)]] }
-            out += ",\"\(key)_hex\":\"" + String(decoding: hex, as: UTF8.self) + "\""
-        }
+        if !text.utf8.elementsEqual(raw) { out += ",\"\(key)_hex\":\"" + hex(raw) + "\"" }
         return out
+    }
+
+    /// `"name":"NAME"` of a process, and `"name_hex"` when its comm is not
+    /// UTF-8: as for a socket's name, the text shows U+FFFD for those bytes.
+    static func processName(_ o: Owner) -> String {
+        var out = "\"name\":" + string(o.name)
+        if o.nameIsRaw { out += ",\"name_hex\":\"" + hex(o.nameBytes) + "\"" }
+        return out
+    }
+
+    /// Every byte in lowercase hex.
+    static func hex(_ raw: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(raw.count * 2)
+        for b in raw { hex += [digits[Int(b >> 4)], digits[Int(b & 15)]] }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     /// Owner objects: pid, name, fd, how the socket is held ("via") and
@@ -56,6 +67,12 @@ public enum JSON {
             out += ",\"offset\":{\"value\":\(o.value),\"source\":\(string(o.source.rawValue)),\"origin\":\(string(o.origin)),\"remembered\":\(o.remembered)}"
         }
         if let why = map.fallbackReason { out += ",\"fallback_reason\":\(string(why))" }
+        // An owner scan with holes: an empty owner list is not "no process".
+        if let gaps = map.ownerGaps {
+            out += ",\"owners_incomplete\":true,\"owners_incomplete_reason\":\(string(gaps))"
+        } else {
+            out += ",\"owners_incomplete\":false"
+        }
         // Why some or all of each socket's "kernel" facts are missing.
         var missing = map.factsUnavailable
         if map.facts == nil && missing.isEmpty {
@@ -93,9 +110,19 @@ public enum JSON {
         return "{\"inode\":\(inode),\"owners\":\(owners(map.owners(of: inode), map))}"
     }
 
+    /// A listener's clients as `kpeer LISTENER_INODE` lists them: through
+    /// the name it is bound to, and its twin's (PathTwin).
+    public struct Listener {
+        public var answer: PathAnswer
+        public var twin: PathAnswer?
+        public init(answer: PathAnswer, twin: PathAnswer?) { self.answer = answer; self.twin = twin }
+    }
+
     /// `ownNetns` names the namespace of sockets the map lists without one
-    /// (the netlink resolver reads only kpeer's own).
-    public static func document(_ map: PeerMap, ownNetns: UInt64 = 0) -> String {
+    /// (the netlink resolver reads only kpeer's own). With `listener` (kpeer
+    /// --json LISTENER_INODE), its `"clients"` and `"twin"` follow the
+    /// sockets, as in `--json PATH`.
+    public static func document(_ map: PeerMap, ownNetns: UInt64 = 0, listener: Listener? = nil) -> String {
         var out = header(map)
         out += ",\"sockets\":["
         for (i, s) in map.sockets.enumerated() {
@@ -115,26 +142,50 @@ public enum JSON {
             out += ",\"in_flight_to\":" + (map.inFlight(s.inode).map { ref(map, $0) } ?? "null")
             out += "}"
         }
-        return out + "\n]}\n"
+        out += "\n]"
+        if let listener {
+            out += ",\"clients\":" + clients(listener.answer, map)
+            out += ",\"twin\":" + twin(listener.twin, map: map, ownNetns: ownNetns)
+        }
+        return out + "}\n"
     }
 
-    /// `kpeer --json PATH`: the socket bound there and its clients.
-    /// `query` is the name asked for, as bound (not as printed).
-    public static func pathDocument(_ answer: PathAnswer, query: SocketPath, map: PeerMap, ownNetns: UInt64 = 0) -> String {
-        let l = answer.listener
+    /// `kpeer --json PATH`: the socket bound there and its clients, and
+    /// its twin's (PathTwin), or `"twin":null`. `query` is the name asked
+    /// for, as bound (not as printed).
+    public static func pathDocument(_ answer: PathAnswer, query: SocketPath, twin found: PathAnswer? = nil,
+                                    map: PeerMap, ownNetns: UInt64 = 0) -> String {
         var out = header(map)
         out += "," + name("query", query)
-        out += ",\"listener\":{\"inode\":\(l.inode),\"type\":\(string(l.entry.type?.name ?? "unknown"))"
+        out += ",\"listener\":" + listener(answer.listener, map: map, ownNetns: ownNetns)
+        out += ",\"clients\":" + clients(answer, map)
+        out += ",\"twin\":" + twin(found, map: map, ownNetns: ownNetns)
+        return out + "}\n"
+    }
+
+    static func listener(_ l: ResolvedSocket, map: PeerMap, ownNetns: UInt64) -> String {
+        var out = "{\"inode\":\(l.inode),\"type\":\(string(l.entry.type?.name ?? "unknown"))"
         out += ",\"state\":\(string(l.entry.state.rawValue)),\"netns\":\(l.entry.netns == 0 ? ownNetns : l.entry.netns)"
         out += "," + name("path", l.entry.path)
         out += ",\"owners\":\(owners(l.owners, map))"
-        out += ",\"kernel\":" + facts(map.facts?[l.inode]) + "}"
-        out += ",\"clients\":["
+        return out + ",\"kernel\":" + facts(map.facts?[l.inode]) + "}"
+    }
+
+    static func clients(_ answer: PathAnswer, _ map: PeerMap) -> String {
+        var out = "["
         for (i, c) in answer.clients.enumerated() {
             if i > 0 { out += "," }
             out += "\n{\"inode\":\(c.inode),\"owners\":\(owners(c.owners, map)),\"pending\":\(c.pending)"
             out += ",\"accepted_as\":" + (c.acceptedAs.map { ref(map, $0) } ?? "null") + "}"
         }
-        return out + "\n]}\n"
+        return out + "\n]"
+    }
+
+    /// The twin as `{"query":NAME,"listener":{…},"clients":[…]}`: the name
+    /// in the other address space, as bound; null when there is none.
+    static func twin(_ twin: PathAnswer?, map: PeerMap, ownNetns: UInt64) -> String {
+        guard let twin else { return "null" }
+        return "{" + name("query", twin.listener.entry.path) + ",\"listener\":" + listener(twin.listener, map: map, ownNetns: ownNetns)
+            + ",\"clients\":" + clients(twin, map) + "}"
     }
 }

@@ -409,7 +409,7 @@ struct NameCache {
         if let hit = slots[slot], hit.pid == o.pid, hit.name == o.name { return hit.bytes }
         let bytes: [UInt8]
         if dump {
-            bytes = Array(Escape.dumpField(o.name).utf8)
+            bytes = Array(o.dumpField.utf8)
         } else {
             bytes = Array(o.label.utf8)
         }

@@ -18,30 +18,77 @@ public enum HoldKind: Hashable, Sendable {
 /// A process holding a socket: through one of its file descriptors, one
 /// of a thread's own, or an io_uring ring's registered files.
 public struct Owner: Hashable, Sendable, Comparable {
-    // pid and fd side by side (24 bytes with the name); `via` makes the
-    // stride 32.
+    // pid and fd side by side (24 bytes with the name); `via` and the
+    // one-byte `nameIsRaw` make the stride 32.
     public var pid: Int32
     public var fd: Int32
-    /// /proc/PID/comm: the kernel's 15-byte command name.
-    public var name: String
-    /// How the socket is held: `fd` is a descriptor in which table, or the
-    /// ring it is registered with.
+    /// The name as stored: the comm itself when it is UTF-8 (nearly
+    /// always); otherwise each byte as the scalar of that value (U+0000 to
+    /// U+00FF), which keeps every byte (`nameIsRaw`).
+    private var stored: String
+    /// How the process holds the socket: `fd` is a descriptor in which
+    /// table, or the ring it is registered with.
     public var via: HoldKind
+    /// The comm's bytes are not UTF-8: `stored` holds them one per scalar.
+    public private(set) var nameIsRaw = false
 
     public init(pid: Int32, name: String, fd: Int32, via: HoldKind = .fd) {
-        self.pid = pid; self.name = name; self.fd = fd; self.via = via
+        self.pid = pid; self.stored = name; self.fd = fd; self.via = via
+    }
+
+    /// An owner named by the bytes of /proc/PID/comm, whatever they are.
+    public init(pid: Int32, name: ProcessName, fd: Int32, via: HoldKind = .fd) {
+        self.pid = pid; self.stored = name.stored; self.fd = fd; self.via = via
+        self.nameIsRaw = name.isRaw
     }
 
     public static func < (a: Owner, b: Owner) -> Bool { (a.pid, a.fd) < (b.pid, b.fd) }
 
+    /// /proc/PID/comm: the kernel's 15-byte command name, as text; bytes
+    /// that are not UTF-8 show as U+FFFD here (`nameBytes` has them).
+    public var name: String {
+        nameIsRaw ? String(decoding: nameBytes, as: UTF8.self) : stored
+    }
+
+    /// The exact bytes of the name.
+    public var nameBytes: [UInt8] {
+        nameIsRaw ? stored.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) } : Array(stored.utf8)
+    }
+
     /// The name as every text output prints it: any process may name itself
-    /// "x\n1 init" or put a bidi control in its name, so such characters
-    /// are `\xNN` (Escape.bytes).
-    public var escapedName: String { Escape.bytes(Array(name.utf8)) }
+    /// "x\n1 init" or put a bidi control or a byte that is not UTF-8 in its
+    /// name, so such characters and bytes are `\xNN` (Escape.bytes).
+    public var escapedName: String { Escape.bytes(nameBytes) }
     /// `pid/name`, as netstat's PID/Program name column. Owners are joined
     /// with `,` there (and in messages), so a `,` in the name is `\x2c`: a
     /// process named `x,1/sshd` stays one owner.
-    public var label: String { "\(pid)/\(Escape.ownerName(name))" }
+    public var label: String { "\(pid)/\(Escape.bytes(nameBytes, also: UInt8(ascii: ",")))" }
+    /// The name as a `--dump` field, where `:` separates fields.
+    public var dumpField: String { Escape.bytes(nameBytes, also: UInt8(ascii: ":")) }
+}
+
+/// A process's name as read from /proc/PID/comm, every byte kept.
+public struct ProcessName: Hashable, Sendable {
+    fileprivate var stored: String
+    fileprivate var isRaw: Bool
+
+    public init<C: Collection>(bytes: C) where C.Element == UInt8 {
+        let text = String(decoding: bytes, as: UTF8.self)
+        if text.utf8.elementsEqual(bytes) {
+            stored = text
+            isRaw = false
+        } else {
+            var raw = ""
+            raw.unicodeScalars.append(contentsOf: bytes.map { Unicode.Scalar($0) })
+            stored = raw
+            isRaw = true
+        }
+    }
+
+    public init(_ text: String) {
+        stored = text
+        isRaw = false
+    }
 }
 
 /// Who holds which socket, from every /proc/PID/fd.
@@ -223,7 +270,7 @@ final class ScanWork: @unchecked Sendable {
         var inodes: [UInt64] = []
         var pids: [Int32] = []
         var fds: [Int32] = []
-        var procs: [(pid: Int32, name: String, netns: UInt64?)] = []
+        var procs: [(pid: Int32, name: ProcessName, netns: UInt64?)] = []
         /// Processes whose descriptors may not be read.
         var unreadable: [Int32] = []
         /// The few triples not held through the process's own table: their
@@ -489,21 +536,22 @@ final class ScanWork: @unchecked Sendable {
         mine.fds.append(fd)
     }
 
-    /// /proc/PID/comm without its newline, "?" when it cannot be read.
-    static func processName(_ pidFD: Int32) -> String {
+    /// /proc/PID/comm without its newline, every byte (a process may name
+    /// itself with any but NUL), "?" when it cannot be read.
+    static func processName(_ pidFD: Int32) -> ProcessName {
         let fd = openat(pidFD, "comm", O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return "?" }
+        if fd < 0 { return ProcessName("?") }
         defer { close(fd) }
         // comm is at most 16 bytes with its newline; a larger buffer keeps
         // any longer name whole.
         var buf = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        return withUnsafeMutableBytes(of: &buf) { raw -> String in
+        return withUnsafeMutableBytes(of: &buf) { raw -> ProcessName in
             var total = 0
             while total < raw.count {
                 let r = read(fd, raw.baseAddress! + total, raw.count - total)
                 if r < 0 && errno == EINTR { continue }
                 if r <= 0 {
-                    if r < 0 && total == 0 { return "?" }
+                    if r < 0 && total == 0 { return ProcessName("?") }
                     break
                 }
                 total += r
@@ -519,10 +567,10 @@ final class ScanWork: @unchecked Sendable {
                     bytes += more[0..<r]
                 }
                 while let last = bytes.last, last == 0x0A || last == 0 { bytes.removeLast() }
-                return String(decoding: bytes, as: UTF8.self)
+                return ProcessName(bytes: bytes)
             }
             while total > 0, raw[total - 1] == 0x0A || raw[total - 1] == 0 { total -= 1 }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<total]), as: UTF8.self)
+            return ProcessName(bytes: UnsafeRawBufferPointer(rebasing: raw[0..<total]))
         }
     }
 
@@ -544,7 +592,7 @@ final class ScanWork: @unchecked Sendable {
             // A thread's triples come process by process, in the order of
             // its `procs`: the name is found by walking both together.
             var p = -1
-            var name = "?"
+            var name = ProcessName("?")
             var v = 0
             for k in f.inodes.indices {
                 let pid = f.pids[k]

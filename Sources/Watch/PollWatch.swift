@@ -77,7 +77,7 @@ public struct PollWatch {
 
         let owners = links.isEmpty && waiting.isEmpty ? nil : scanOwners()
         func holder(_ inode: UInt64) -> WatchProcess? {
-            if let o = owners?.owners(of: inode).first { return WatchProcess(pid: o.pid, name: Array(o.name.utf8)) }
+            if let o = owners?.owners(of: inode).first { return WatchProcess(pid: o.pid, name: o.nameBytes) }
             return lastOwners[inode]
         }
         var out: [WatchEvent] = []
@@ -148,7 +148,7 @@ public struct PollWatch {
 
     private mutating func remember(_ owners: OwnerTable, _ current: [UInt64: Seen]) {
         for inode in current.keys {
-            if let o = owners.owners(of: inode).first { lastOwners[inode] = WatchProcess(pid: o.pid, name: Array(o.name.utf8)) }
+            if let o = owners.owners(of: inode).first { lastOwners[inode] = WatchProcess(pid: o.pid, name: o.nameBytes) }
         }
     }
 }

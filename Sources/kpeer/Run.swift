@@ -24,14 +24,18 @@ extension KPeerCommand {
         }
     }
 
-    /// Without root kpeer answers for what the user may see (sock_diag, the
-    /// descriptors of the user's own processes); it says once what is left
-    /// out. "Held by no process" is then never claimed (PeerMap.peerOwners:
-    /// 77), and the kcore method still needs root.
+    /// An owner scan that could not read every process (not root; root in
+    /// a user namespace, in a pid namespace that shows only some processes,
+    /// or refused a process's descriptors by the kernel) leaves holes in the
+    /// owner lists: an answer that stands says so once. "Held by no process" is then never claimed
+    /// (PeerMap.peerOwners and noClients: 77), and the kcore method still
+    /// needs root.
     func noteWhatIsHidden(_ r: Resolution) {
-        guard !Host.isRoot, let gaps = r.map.ownerGaps else { return }
-        Output.message("kpeer: not root: \(gaps); sockets only they hold show no owner — run kpeer as root to see every holder\n")
+        guard let gaps = r.map.ownerGaps else { return }
+        Output.message("kpeer: \(Host.isRoot ? "" : "not root: ")\(gaps); a socket held only by processes kpeer could not see shows no owner — \(Self.seeEveryHolder)\n")
     }
+
+    static let seeEveryHolder = "run kpeer as root in the initial user and pid namespaces to see every holder"
 
     /// Other users' /proc/PID/fd are unreadable: their sockets would look
     /// held by no process, a false answer. The original tool, too, needed root.
@@ -56,7 +60,15 @@ extension KPeerCommand {
     /// its clients (as `kpeer PATH` lists them).
     enum InodeAnswer {
         case peers([Owner])
-        case clients(PathAnswer)
+        /// A listener's clients and its twin's (PathTwin), none maybe:
+        /// `check` turns that into the error.
+        case clients(PathAnswer, twin: PathAnswer?, gaps: String?)
+
+        func check() throws(KPeerError) {
+            if case .clients(let a, let twin, let gaps) = self, a.clients.isEmpty && twin?.clients.isEmpty ?? true {
+                throw KPeerCommand.noClients(a, gaps: gaps)
+            }
+        }
     }
 
     func answer(_ inode: UInt64, json: Bool) throws(KPeerError) {
@@ -69,13 +81,26 @@ extension KPeerCommand {
         if json {
             // Nothing to describe: the error alone (2, or 70 for a wrapped inode).
             guard r.map[inode] != nil else { _ = try r.map.peerOwners(of: inode); return }
-            try Output.answer(JSON.document(r.map.restricted(to: [inode]), ownNetns: r.ownNetns))
-            _ = try answer(inode, in: r)
+            // The document first, whatever the answer; then fail as the text would.
+            let found: InodeAnswer
+            do {
+                found = try answer(inode, in: r)
+            } catch {
+                try Output.answer(JSON.document(r.map.restricted(to: [inode]), ownNetns: r.ownNetns))
+                throw error
+            }
+            var listener: JSON.Listener?
+            if case .clients(let a, let twin, _) = found { listener = JSON.Listener(answer: a, twin: twin) }
+            try Output.answer(JSON.document(r.map.restricted(to: [inode]), ownNetns: r.ownNetns, listener: listener))
+            try found.check()
+            noteWhatIsHidden(r)
             return
         }
-        switch try answer(inode, in: r) {
+        let found = try answer(inode, in: r)
+        try found.check()
+        switch found {
         case .peers(let owners): try Output.answer(Render.answer(owners))
-        case .clients(let a): try Output.answer(Render.clients(a))
+        case .clients(let a, let twin, _): try Output.answer(Render.clients(a, twin: twin))
         }
         noteWhatIsHidden(r)
     }
@@ -85,34 +110,43 @@ extension KPeerCommand {
             return .peers(try r.map.peerOwners(of: inode))
         } catch {
             guard error.kind == .noPeer, let s = r.map[inode], s.entry.isListening,
-                  let answer = try clients(ofListener: s, r) else { throw error }
-            guard !answer.clients.isEmpty else { throw Self.noClients(answer) }
-            return .clients(answer)
+                  let (answer, twin) = try clients(ofListener: s, r) else { throw error }
+            return .clients(answer, twin: twin, gaps: r.map.ownerGaps)
         }
     }
 
     /// A listener's clients, through the path query of the name it is bound
-    /// to; nil where that name does not lead back to this listener (an
-    /// abstract name in another network namespace, a file unlinked or bound
-    /// again, a relative or non-UTF-8 path), which leaves the plain "no peer".
-    func clients(ofListener s: ResolvedSocket, _ r: Resolution) throws(KPeerError) -> PathAnswer? {
+    /// to, and its twin's (PathTwin: the X server's file and abstract name);
+    /// nil where that name does not lead back to this listener (an abstract
+    /// name in another network namespace, a file unlinked or bound again, a
+    /// relative or non-UTF-8 path), which leaves the plain "no peer".
+    func clients(ofListener s: ResolvedSocket, _ r: Resolution) throws(KPeerError) -> (PathAnswer, twin: PathAnswer?)? {
         guard let path = s.entry.path else { return nil }
-        let answer: PathAnswer?
+        let target: QueryTarget
         if path.isAbstract {
             guard r.netns(of: s.entry) == r.ownNetns else { return nil }
-            answer = try? PathQuery.answer(.abstract(path.bytes), in: r)
+            target = .abstract(path.bytes)
         } else {
             guard let file = Target.utf8(path.bytes), file.hasPrefix("/") else { return nil }
-            // Files are matched by inode and device, which this run has not read yet.
-            let withFiles = try Resolver.resolve(options, boundFiles: true)
-            answer = try? PathQuery.answer(.file(file), in: withFiles)
+            target = .file(file)
         }
-        guard let answer, answer.listener.inode == s.inode else { return nil }
-        return answer
+        // Files are matched by inode and device, which this run has not read
+        // yet: needed for a file, and for an abstract name that is an
+        // absolute path (its twin may be that file).
+        let withFiles = path.isAbstract && path.bytes.first != UInt8(ascii: "/") ? r : try Resolver.resolve(options, boundFiles: true)
+        guard let answer = try? PathQuery.answer(target, in: withFiles), answer.listener.inode == s.inode else { return nil }
+        return (answer, PathTwin.find(answer, in: withFiles))
     }
 
-    static func noClients(_ answer: PathAnswer) -> KPeerError {
+    /// A listener with no client (nor its twin). Who holds it is said only
+    /// when the owner scan saw everyone: "held by no process" may be a
+    /// process kpeer could not read (77, as for an unseen peer).
+    static func noClients(_ answer: PathAnswer, gaps: String?) -> KPeerError {
         let l = answer.listener
+        if l.owners.isEmpty, let gaps {
+            return KPeerError(.permission, "\(answer.query): socket \(l.inode) has no clients and is held by no process kpeer could see: \(gaps)",
+                              fix: seeEveryHolder)
+        }
         let holders = l.owners.isEmpty ? "no process" : l.owners.map(\.label).joined(separator: ",")
         return KPeerError(.noPeer, "\(answer.query): socket \(l.inode) held by \(holders) has no clients")
     }
@@ -140,14 +174,15 @@ extension KPeerCommand {
             noteFacts(r.map, answer.listener.inode)
             noteHolders(r.map, answer.listener.owners + answer.clients.flatMap(\.owners))
         }
-        if json, let name = target.name {
-            try Output.answer(JSON.pathDocument(answer, query: name, map: r.map, ownNetns: r.ownNetns))
-        }
         // The same name in the other address space, held by the same
         // process (the X server's file and abstract name): its clients too.
         // Not for another namespace's name, nor when clients are filtered.
         let twin = netns == nil && identityFilter.isEmpty ? PathTwin.find(answer, in: r) : nil
-        if answer.clients.isEmpty && twin?.clients.isEmpty ?? true { throw Self.noClients(answer) }
+        if json, let name = target.name {
+            try Output.answer(JSON.pathDocument(answer, query: name, twin: twin, map: r.map, ownNetns: r.ownNetns))
+        }
+        let found = InodeAnswer.clients(answer, twin: twin, gaps: r.map.ownerGaps)
+        try found.check()
         if !json { try Output.answer(Render.clients(answer, twin: twin)) }
         noteWhatIsHidden(r)
     }
@@ -161,6 +196,12 @@ extension KPeerCommand {
         }
         let r = try Trace.phase("resolve") { () throws(KPeerError) in try Resolver.resolve(options) }
         if verbose { note(r) }
+        // A process whose descriptors may not be read holds sockets nobody
+        // can list here: an empty listing would say it holds none.
+        if let pid, r.map.unreadablePids.contains(pid) {
+            throw KPeerError(.permission, "the descriptors of process \(pid) could not be read, so which sockets it holds is unknown",
+                             fix: Host.isRoot ? Self.seeEveryHolder : "run kpeer as root (sudo kpeer ...)")
+        }
         let map = identityFilter.apply(filter.apply(r.map), identities: r.map.identities)
         let text = Trace.phase("render") { () -> String in
             switch format {

@@ -120,25 +120,42 @@ import Testing
 
     /// Not root: kpeer answers for what the user may see (sock_diag works
     /// unprivileged, the user's own /proc/PID/fd is readable) and says once
-    /// on stderr what it left out; the kcore method, and a peer held only by
-    /// another user's process, are 77. (--kcore as nobody is in
+    /// on stderr what it left out; the kcore method, a peer held only by
+    /// another user's process, that user's listener with no client, and
+    /// `--pid` of another user's process are 77. (--kcore as nobody is in
     /// SignalTests, whose suite owns kptr_restrict.)
     @Test(.tags(.root, .fixture), .enabled(if: getuid() == 0, "needs root to drop to 65534"))
     func withoutRoot() throws {
         let setpriv = try #require(Support.which("setpriv"))
+        var said: [String] = []  // every stderr, for the check at the end
+        defer {
+            let doubled = said.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix("kpeer: kpeer") }
+            #expect(doubled.isEmpty, "\(doubled)")
+        }
         // (A kernel without /proc/kcore says that first: 69.)
         let kcore = try Support.run(setpriv, Self.asNobody + ["--method", "kcore", "--all"])
+        said.append(kcore.stderr)
         let haveKcore = access("/proc/kcore", F_OK) == 0
         Self.expectOneLine(kcore, status: haveKcore ? 77 : 69, mentions: [haveKcore ? "root" : "kcore"], "nobody: --method kcore --all")
         for args in [["--method", "netlink", "--all"], ["--dump"]] {
             let r = try Support.run(setpriv, Self.asNobody + args)
+            said.append(r.stderr)
             #expect(r.status == 0, "nobody: \(args): \(r)")
             let err = r.stderr.split(separator: "\n")
             #expect(err.count == 1 && err[0].hasPrefix("kpeer: not root: ") && err[0].contains("could not be read"),
                     "nobody: \(args): \(r.stderr)")
         }
         for args in [["1"], ["/etc/passwd"]] {
-            Self.expectOneLine(try Support.run(setpriv, Self.asNobody + args), status: 2, mentions: [args[0]], "nobody: \(args)")
+            let r = try Support.run(setpriv, Self.asNobody + args)
+            said.append(r.stderr)
+            Self.expectOneLine(r, status: 2, mentions: [args[0]], "nobody: \(args)")
+        }
+        // Root's process 1 exists, and which sockets it holds nobody may
+        // read: not an empty listing.
+        for args in [["--pid", "1"], ["--json", "--pid", "1"], ["--dump", "--pid", "1"]] {
+            let r = try Support.run(setpriv, Self.asNobody + args)
+            said.append(r.stderr)
+            Self.expectOneLine(r, status: 77, mentions: ["process 1", "could not be read"], "nobody: \(args)")
         }
         // A peer only root's process (this one) holds: not seen, and said so.
         var sv: [Int32] = [-1, -1]
@@ -147,17 +164,41 @@ import Testing
         var st = stat()
         fstat(sv[0], &st)
         let theirs = try Support.run(setpriv, Self.asNobody + [String(st.st_ino)])
+        said.append(theirs.stderr)
         Self.expectOneLine(theirs, status: 77, mentions: ["could not be read"], "nobody asks about root's socket")
+        // Root's listener (this process's) with no client: who holds it is
+        // unknown to nobody, so not "held by no process".
+        let s = OwnSockets()
+        let name = "kpeer-\(getpid())-roots-listener"
+        let listener = OwnSockets.inode(try s.bound(Array(name.utf8), abstract: true))
+        for args in [["@" + name], [String(listener)]] {
+            let r = try Support.run(setpriv, Self.asNobody + args)
+            said.append(r.stderr)
+            Self.expectOneLine(r, status: 77, mentions: ["held by no process kpeer could see", "could not be read"], "nobody: \(args)")
+        }
         // The user's own socketpair: answered, with the user's own process.
         let python = try #require(Support.which("python3"))
         let own = try Support.run(setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "--", python, "-c", """
-            import os, socket, subprocess, sys
+            import json, os, socket, subprocess, sys
             a, b = socket.socketpair()
-            r = subprocess.run([sys.argv[1], str(os.fstat(a.fileno()).st_ino)], capture_output=True, text=True)
+            inode = str(os.fstat(a.fileno()).st_ino)
+            r = subprocess.run([sys.argv[1], inode], capture_output=True, text=True)
             print(r.returncode, os.getpid(), r.stdout.strip(), sep="|")
+            j = subprocess.run([sys.argv[1], "--json", inode], capture_output=True, text=True)
+            print(j.returncode, json.dumps(json.loads(j.stdout)["owners_incomplete"]), sep="|")
+            for e in (r.stderr, j.stderr): print(json.dumps(e))
             """, Self.kpeer])
-        let f = own.stdout.split(separator: "\n").first.map { $0.split(separator: "|").map(String.init) } ?? []
+        let lines = own.stdout.split(separator: "\n").map(String.init)
+        let f = lines.first.map { $0.split(separator: "|").map(String.init) } ?? []
         #expect(f.count == 3 && f[0] == "0" && f[2] == "\(f[1]) python3", "nobody asks about its own socket: \(own)")
+        // Text and --json alike: answered, with the one "not root" line.
+        #expect(lines.count == 4 && lines[1] == "0|true", "nobody: --json its own socket: \(own)")
+        for quoted in lines.dropFirst(2) {
+            let err = (try? JSONSerialization.jsonObject(with: Data(quoted.utf8), options: .fragmentsAllowed)) as? String ?? ""
+            said.append(err)
+            #expect(err.hasPrefix("kpeer: not root: ") && err.split(separator: "\n").count == 1 && err.contains("could not be read"),
+                    "nobody: its own socket: \(err)")
+        }
     }
 
     static var asNobody: [String] { ["--reuid=65534", "--regid=65534", "--clear-groups", "--", kpeer] }

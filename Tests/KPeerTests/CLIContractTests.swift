@@ -132,6 +132,41 @@ final class OwnSockets {
         #expect(names == ["q\"x\\y z\n1"])
     }
 
+    /// A process may name itself with bytes that are not UTF-8: JSON has
+    /// the name with U+FFFD and `name_hex` with the real bytes; the text
+    /// forms print each such byte as `\xNN`.
+    @Test(.enabled(if: Support.which("python3") != nil, "needs python3 to rename a process"))
+    func jsonCarriesNonUTF8ProcessNames() throws {
+        let s = try HostileNameTests.Script("""
+            import ctypes, os, socket, sys
+            a, b = socket.socketpair()
+            ctypes.CDLL(None).prctl(15, b"bad\\xffname", 0, 0, 0)  # PR_SET_NAME
+            print(os.fstat(a.fileno()).st_ino, flush=True)
+            sys.stdin.read()
+            """)
+        try #require(s.inode != 0)
+        let pid = s.process.processIdentifier
+        let raw = Array("bad".utf8) + [0xFF] + Array("name".utf8)
+        // What the kernel holds as the name: the bytes the script gave.
+        try #require(FileManager.default.contents(atPath: "/proc/\(pid)/comm") == Data(raw + [0x0A]))
+        let r = try Support.run(Self.kpeer, ["--json", String(s.inode)])
+        #expect(r.status == 0, "\(r.stderr)")
+        let sock = try #require(Self.socket(try Self.json(r.stdout), s.inode))
+        let peer = try #require(sock["peer"] as? [String: Any])
+        for owners in [sock["owners"], peer["owners"]] {
+            let o = try #require((owners as? [[String: Any]])?.first { ($0["pid"] as? NSNumber)?.int32Value == pid })
+            #expect(o["name"] as? String == String(decoding: raw, as: UTF8.self))
+            #expect(o["name_hex"] as? String == Self.hex(raw))
+        }
+        let text = try Support.run(Self.kpeer, [String(s.inode)])
+        #expect(text.stdout == "\(pid) bad\\xffname\n", "\(text.stdout)")
+        let dump = try Support.run(Self.kpeer, ["--dump", "--pid", String(pid)])
+        #expect(dump.stdout.split(separator: "\n").contains { $0.hasPrefix("bad\\xffname:\(pid):\(s.inode):") && $0.hasSuffix(":\(pid):bad\\xffname") },
+                "\(dump.stdout)")
+        let all = try Support.run(Self.kpeer, ["--all", "--pid", String(pid)])
+        #expect(TableRow.rows(all.stdout)[s.inode]?.owners == "\(pid)/bad\\xffname", "\(all.stdout)")
+    }
+
     // MARK: A name as kpeer prints it is accepted back (issue 13, item 4)
 
     @Test func anEscapedNameFindsTheRealSocket() throws {
@@ -141,14 +176,20 @@ final class OwnSockets {
         let tag = "kpeer-\(getpid())"
         let abstract = Array("\(tag)-x\ny".utf8)
         let invalid = Array("\(tag)-".utf8) + [0xFF]
-        var clients: [String: UInt64] = [:]
+        var clients: [String: UInt64] = [:], listeners: [String: UInt64] = [:]
         for (name, isAbstract, key) in [(file, false, "file"), (abstract, true, "newline"), (invalid, true, "invalid")] {
-            _ = try s.bound(name, abstract: isAbstract)
+            listeners[key] = OwnSockets.inode(try s.bound(name, abstract: isAbstract))
             clients[key] = OwnSockets.inode(try s.client(name, abstract: isAbstract))
         }
         let me = try #require(Files.text("/proc/self/comm"))
         let escapedMe = Escape.bytes(Array(me.utf8))
-        let asPrinted = [("file", Escape.bytes(file)), ("newline", "@" + Escape.bytes(abstract)), ("invalid", "@" + Escape.bytes(invalid))]
+        // Each name as `--all` prints it in its listener's row.
+        let rows = TableRow.rows(try Support.run(Self.kpeer, ["--all", "--listening"]).stdout)
+        var asPrinted: [(String, String)] = []
+        for (key, inode) in listeners.sorted(by: { $0.key < $1.key }) {
+            asPrinted.append((key, try #require(rows[inode]?.rest.first, "no --all row for the \(key) listener")))
+        }
+        #expect(asPrinted.count == 3)
         for (key, arg) in asPrinted {
             #expect(arg.contains("\\x"), "\(arg) is printed escaped")
             let r = try Support.run(Self.kpeer, [arg])
@@ -160,7 +201,7 @@ final class OwnSockets {
             #expect(lines.allSatisfy { $0.hasSuffix(" \(clients[key]!) pending") }, "\(arg): \(r.stdout)")
         }
         // --json PATH: the query as the real name.
-        let j = try Support.run(Self.kpeer, ["--json", "@" + Escape.bytes(abstract)])
+        let j = try Support.run(Self.kpeer, ["--json", try #require(asPrinted.first { $0.0 == "newline" }?.1)])
         #expect(j.status == 0, "\(j.stderr)")
         #expect(try Self.json(j.stdout)["query"] as? String == "@" + String(decoding: abstract, as: UTF8.self))
     }
@@ -322,6 +363,19 @@ final class OwnSockets {
             #expect(byInode.status == 0, "\(byInode.stderr)")
             #expect(byInode.stdout == want)
             #expect(byName.stdout == want)
+            // --json: the listener's document with the same clients, as --json PATH has them.
+            let json = try Support.run(Self.kpeer, ["--json", String(OwnSockets.inode(l))])
+            #expect(json.status == 0, "\(json.stderr)")
+            let doc = try Self.json(json.stdout)
+            #expect(Self.socket(doc, OwnSockets.inode(l)) != nil)
+            let clients = try #require(doc["clients"] as? [[String: Any]], "no clients in \(json.stdout)")
+            #expect(clients.map { ($0["inode"] as? NSNumber)?.uint64Value } == [accepted, pending])
+            #expect(clients.map { $0["pending"] as? Bool } == [false, true])
+            for c in clients {
+                let pids = (c["owners"] as? [[String: Any]])?.compactMap { ($0["pid"] as? NSNumber)?.int32Value }
+                #expect(pids?.contains(getpid()) == true)
+            }
+            #expect(doc["twin"] is NSNull)
         }
         // No client: 1, as for its path.
         let lonely = OwnSockets.inode(try s.bound(Array("kpeer-\(getpid())-lonely".utf8), abstract: true))
@@ -340,5 +394,90 @@ final class OwnSockets {
         let r = try Support.run(setpriv, BadInputTests.asNobody + ["--all"])
         #expect(r.status == 0)
         #expect(r.stderr.hasPrefix("kpeer: not root: ") && !r.stderr.hasPrefix("kpeer: kpeer "), "\(r.stderr)")
+    }
+
+    /// The original tool's name for its source is never a word kpeer says:
+    /// not in the README, the manual (ArgumentParser renders kpeer.1 from
+    /// the help this dump holds), nor any string the sources print.
+    @Test func noSeedInWhatUsersRead() throws {
+        let readme = try String(contentsOfFile: Support.packageRoot + "/README.md", encoding: .utf8)
+        #expect(!readme.lowercased().contains("seed"))
+        let manual = try Support.run(Self.kpeer, ["--experimental-dump-help"])
+        #expect(manual.status == 0 && manual.stdout.contains("find-offset"), "\(manual.stderr)")
+        #expect(!manual.stdout.lowercased().contains("seed"))
+        // String literals of the Swift and C sources ("…" on one line).
+        let literal = try NSRegularExpression(pattern: #""(?:[^"\\\n]|\\.)*seed(?:[^"\\\n]|\\.)*""#, options: [.caseInsensitive])
+        let sources = Support.packageRoot + "/Sources"
+        let files = try #require(FileManager.default.enumerator(atPath: sources)).compactMap { $0 as? String }
+            .filter { $0.hasSuffix(".swift") || $0.hasSuffix(".c") || $0.hasSuffix(".h") }
+        #expect(files.count > 20)
+        for f in files {
+            let text = try String(contentsOfFile: sources + "/" + f, encoding: .utf8)
+            let hits = literal.matches(in: text, range: NSRange(text.startIndex..., in: text))
+            #expect(hits.isEmpty, "\(f): \(hits.map { (text as NSString).substring(with: $0.range) })")
+        }
+    }
+
+    /// Why kcore was not used is said without the advice the fallback has
+    /// already taken (auto fell back: "use --method netlink" is no news).
+    @Test(.enabled(if: !FileManager.default.fileExists(atPath: "/proc/kcore"), "a kernel without /proc/kcore"))
+    func theFallbackReasonGivesNoAdviceAlreadyTaken() throws {
+        let r = try Support.run(Self.kpeer, ["-v", "--all"])
+        #expect(r.status == 0)
+        let line = try #require(r.stderr.split(separator: "\n").first { $0.contains("kcore not used: ") }, "\(r.stderr)")
+        #expect(line.contains("/proc/kcore") && !line.contains("--method netlink"), "\(line)")
+        let doc = try Self.json(try Support.run(Self.kpeer, ["--json"]).stdout)
+        #expect((doc["fallback_reason"] as? String).map { !$0.contains("--method netlink") } == true)
+    }
+
+    /// --find-offset's last line says "agree" only where two or more
+    /// sources gave a value; one is "only SOURCE gave an offset". The
+    /// sources this machine has, then the same with --offset added, which
+    /// makes one more that agrees.
+    @Test func findOffsetSaysAgreeOnlyForTwoOrMore() throws {
+        func check(_ args: [String]) throws -> Int? {
+            let r = try Support.run(Self.kpeer, ["--find-offset"] + args)
+            let lines = r.stdout.split(separator: "\n").map(String.init)
+            let table = lines.dropFirst().dropLast().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            let gave = table.filter { $0.count > 1 && Int($0[1]) != nil }
+            let values = Set(gave.map { Int($0[1])! })
+            let last = try #require(lines.last, "\(args): \(r)")
+            if gave.count >= 2 && values.count == 1 {
+                #expect(last == gave.map { $0[0] }.joined(separator: ", ") + " agree: \(values.first!)", "\(args): \(r.stdout)")
+                #expect(r.status == 0)
+            } else if gave.count == 1 {
+                #expect(last == "only \(gave[0][0]) gave an offset: \(gave[0][1])", "\(args): \(r.stdout)")
+                #expect(r.status == 0)
+            } else {
+                #expect(!last.contains("agree:"), "\(args): \(r.stdout)")
+            }
+            return values.count == 1 ? values.first : nil
+        }
+        guard let offset = try check([]) else { return }
+        #expect(try check(["--offset", String(offset)]) == offset)
+    }
+
+    /// eBPF that cannot load falls back to polling with one line naming why
+    /// for each kind of hook; each reason is whole there (a fixed buffer once
+    /// cut "kprobe: this kernel has)"): the same words `--attach fentry` and
+    /// `--attach kprobe` each give alone.
+    @Test(.tags(.root)) func theWatchFallbackLineIsWhole() throws {
+        let auto = try Support.run(Self.kpeer, ["--watch", "--duration", "0.1", "--interval", "0.05"])
+        #expect(auto.status == 0, "\(auto.stderr)")
+        guard let line = auto.stderr.split(separator: "\n").first(where: { $0.hasPrefix("kpeer: eBPF cannot watch here (") }) else {
+            return  // eBPF loads here: nothing fell back
+        }
+        #expect(line.hasSuffix("times are to 50 ms"), "\(line)")
+        var checked = 0
+        for attach in ["fentry", "kprobe"] {
+            let alone = try Support.run(Self.kpeer, ["--watch", "--attach", attach, "--duration", "0.1"])
+            guard alone.status == 69, let start = alone.stderr.range(of: "cannot watch with \(attach)"),
+                  let colon = alone.stderr[start.upperBound...].range(of: ": "),
+                  let end = alone.stderr.range(of: " — ", range: colon.upperBound..<alone.stderr.endIndex) else { continue }
+            let reason = alone.stderr[colon.upperBound..<end.lowerBound]
+            #expect(line.contains(reason), "\(attach): \(reason) is not whole in \(line)")
+            checked += 1
+        }
+        #expect(checked > 0, "neither hook kind failed alone: \(line)")
     }
 }

@@ -83,7 +83,7 @@ import Testing
         let dirFD = open("/proc/\(pid)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         #expect(dirFD >= 0)
         defer { close(dirFD) }
-        #expect(ScanWork.processName(dirFD) == "sleep")
+        #expect(ScanWork.processName(dirFD) == ProcessName("sleep"))
         #expect(ScanWork.netns(dirFD) != nil)
         // SIGKILL: a child may inherit a blocked SIGTERM from the runner.
         kill(pid, SIGKILL)
@@ -109,7 +109,7 @@ import Testing
         defer { kill(newcomer, SIGKILL); var status: Int32 = 0; waitpid(newcomer, &status, 0) }
         // The child is named after the thread that forked it.
         #expect(Files.text("/proc/\(pid)/comm") == Files.text("/proc/thread-self/comm"))
-        #expect(ScanWork.processName(dirFD) == "?")
+        #expect(ScanWork.processName(dirFD) == ProcessName("?"))
         #expect(ScanWork.netns(dirFD) == nil)
     }
 
@@ -144,6 +144,80 @@ import Testing
         #expect(boxed.stdout.isEmpty)
         #expect(boxed.stderr.contains("could not be read"), "\(boxed.stderr)")
         #expect(!boxed.stderr.contains("in flight"), "\(boxed.stderr)")
+    }
+
+    /// The same holes in listings and in a listener's answer: from a user
+    /// namespace every socket only other processes hold shows `-`, which
+    /// the run must say (one line, and `owners_incomplete` in JSON), and a
+    /// listener held by a process kpeer cannot read is not "held by no
+    /// process" (77, as for an unseen peer).
+    @Test(.tags(.binary, .fixture)) func unreadableHoldersInListingsAreSaid() throws {
+        guard let unshare = Support.which("unshare") else { throw Support.Failure("unshare (util-linux) is missing") }
+        let s = OwnSockets()
+        let (a, _) = try s.pair()
+        let pair = OwnSockets.inode(a)
+        let name = "kpeer-\(getpid())-unseen-listener"
+        let listener = OwnSockets.inode(try s.bound(Array(name.utf8), abstract: true))
+        let boxed = [unshare, "-r", Support.kpeerBinary, "--method", "netlink"]
+        func run(_ args: [String]) throws -> Support.Result { try Support.run(boxed[0], Array(boxed.dropFirst()) + args) }
+
+        let all = try run(["--all"])
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(TableRow.rows(all.stdout)[pair]?.owners == "-", "this process's socket is unseen from the namespace")
+        let dump = try run(["--dump"])
+        #expect(dump.status == 0 && !dump.stdout.contains(":\(pair):"), "\(dump)")
+        for r in [all, dump] {
+            #expect(OwnerGaps.isNote(r.stderr) && r.stderr.contains("could not be read"), "\(r.stderr)")
+        }
+        let json = try run(["--json"])
+        #expect(json.status == 0 && OwnerGaps.isNote(json.stderr), "\(json.stderr)")
+        let doc = try CLIContractTests.json(json.stdout)
+        #expect(doc["owners_incomplete"] as? Bool == true)
+        #expect((doc["owners_incomplete_reason"] as? String)?.contains("could not be read") == true)
+        #expect((CLIContractTests.socket(doc, pair)?["owners"] as? [Any])?.isEmpty == true)
+        // As root in the machine's namespaces the same socket has its holder,
+        // and the document says the lists are whole unless this machine
+        // hides processes from root too.
+        let plain = try CLIContractTests.json(try Support.run(Support.kpeerBinary, ["--method", "netlink", "--json"]).stdout)
+        let held = (CLIContractTests.socket(plain, pair)?["owners"] as? [[String: Any]])?.compactMap { ($0["pid"] as? NSNumber)?.int32Value }
+        #expect(held?.contains(getpid()) == true)
+        #expect(plain["owners_incomplete"] as? Bool == OwnerGaps.hostHides)
+
+        // The listener this process holds and no client connected to.
+        for args in [["@" + name], [String(listener)], ["--json", "@" + name], ["--json", String(listener)]] {
+            let r = try run(args)
+            #expect(r.status == 77, "\(args): \(r)")
+            #expect(r.stderr.hasPrefix("kpeer: ") && r.stderr.split(separator: "\n").count == 1, "\(args): \(r.stderr)")
+            #expect(r.stderr.contains("held by no process kpeer could see") && !r.stderr.contains("held by no process has"), "\(args): \(r.stderr)")
+            if args[0] == "--json" {
+                #expect(try CLIContractTests.json(r.stdout)["owners_incomplete"] as? Bool == true, "\(args)")
+            } else {
+                #expect(r.stdout.isEmpty)
+            }
+        }
+    }
+
+    /// In a pid namespace of its own (`unshare -p -f --mount-proc`), /proc
+    /// shows kpeer alone: this process, which holds the peer, is not seen.
+    /// That is "held by no process kpeer could see" (77), not a peer in
+    /// flight; and a listing there says its owners are incomplete.
+    @Test(.tags(.binary, .fixture, .root), .enabled(if: getuid() == 0, "a pid namespace needs root"))
+    func aPidNamespaceViewIsNotInFlight() throws {
+        guard let unshare = Support.which("unshare") else { throw Support.Failure("unshare (util-linux) is missing") }
+        let s = OwnSockets()
+        let (a, _) = try s.pair()
+        let inode = OwnSockets.inode(a)
+        let boxed = ["-p", "-f", "--mount-proc", Support.kpeerBinary]
+        let r = try Support.run(unshare, boxed + [String(inode)])
+        #expect(r.status == 77, "\(r)")
+        #expect(r.stdout.isEmpty)
+        #expect(r.stderr.hasPrefix("kpeer: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("pid namespace") && r.stderr.contains("could see"), "\(r.stderr)")
+        #expect(!r.stderr.contains("in flight"), "\(r.stderr)")
+        let all = try Support.run(unshare, boxed + ["--all"])
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(TableRow.rows(all.stdout)[inode]?.owners == "-")
+        #expect(OwnerGaps.isNote(all.stderr) && all.stderr.contains("pid namespace"), "\(all.stderr)")
     }
 }
 

@@ -47,6 +47,21 @@ import Testing
             #expect(mine == whole, "\(row.line)")
             #expect(peer == whole, "\(row.line)")
         }
+        // --json: all seven holders of each end, and of its peer.
+        let j = try Support.run(Self.kpeer, ["--json"])
+        #expect(j.status == 0, "\(j.stderr)")
+        let doc = try CLIContractTests.json(j.stdout)
+        func holders(_ owners: Any?) -> [String] {
+            Set(((owners as? [[String: Any]]) ?? []).map { "\(($0["pid"] as? NSNumber)?.int32Value ?? 0)/\($0["name"] as? String ?? "")" }).sorted()
+        }
+        let seven = s.pids.map { "\($0)/kps-worker" }.sorted()
+        for (end, other) in [(a, b), (b, a)] {
+            let sock = try #require(CLIContractTests.socket(doc, end.inode))
+            #expect(holders(sock["owners"]) == seven)
+            let peer = try #require(sock["peer"] as? [String: Any])
+            #expect((peer["inode"] as? NSNumber)?.uint64Value == other.inode)
+            #expect(holders(peer["owners"]) == seven)
+        }
     }
 
     @Test func sevenHoldersMakeALinePerHolderInTheDump() throws {
