@@ -90,6 +90,16 @@ public struct KernelObject {
         return raw & sign != 0 ? Int64(bitPattern: raw | ~((sign << 1) &- 1)) : Int64(raw)
     }
 
+    /// An array member of bytes (a `char[]` such as `task_struct.comm`),
+    /// whole, as memory holds it now.
+    public func bytes(_ path: String) throws(KPeerError) -> [UInt8] {
+        let m = try member(path)
+        guard m.kind == .array, m.elementSize == 1, m.size > 0, m.size <= 4096 else {
+            throw KPeerError(.unavailable, "\(type).\(path) is not an array of bytes on this kernel")
+        }
+        return try reader.memory.read(address &+ UInt64(m.offset), count: m.size)
+    }
+
     /// A pointer member's raw value.
     public func word(_ path: String) throws(KPeerError) -> UInt64 {
         let m = try member(path)

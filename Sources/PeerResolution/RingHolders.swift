@@ -258,7 +258,7 @@ struct RingHolders {
                 }
                 do {
                     let found = try holders.sockets(in: ring, of: task, table: table)
-                    let name = processName(pid, procRoot)
+                    let name = processName(of: task)
                     for (slot, inode) in found { owners.addRingHolder(Owner(pid: pid, name: name, fd: ring.fd, via: .ioUring(slot: slot)), of: inode) }
                     if identities, !found.isEmpty, owners.identities[pid] == nil {
                         owners.identities[pid] = ProcessIdentity.read(pid: pid, procRoot: procRoot)
@@ -294,9 +294,12 @@ struct RingHolders {
         Files.text("\(procRoot)/sys/kernel/pid_max").flatMap { Int($0) } ?? (1 << 22)
     }
 
-    /// /proc/PID/comm without its newline, "?" when it cannot be read.
-    static func processName(_ pid: Int32, _ procRoot: String) -> String {
-        Files.text("\(procRoot)/\(pid)/comm") ?? "?"
+    /// The task's own `comm`, every byte kept, from the task whose files
+    /// were read (not /proc/PID/comm: that pid may be another process's by
+    /// now); "?" when it cannot be read.
+    static func processName(of task: KernelObject) -> ProcessName {
+        guard let comm = try? task.bytes("comm") else { return ProcessName(bytes: Array("?".utf8)) }
+        return ProcessName(bytes: comm.prefix { $0 != 0 })
     }
 }
 

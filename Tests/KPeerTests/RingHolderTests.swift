@@ -58,6 +58,11 @@ import Testing
             }
             put32(t + (try off("task_struct", "tgid")), pid)
             put32(t + (try off("task_struct", "pid")), pid)
+            if let comm = try? types.member("task_struct", "comm") {
+                for (i, b) in RingHolderTests.taskName(pid).utf8.prefix(comm.size - 1).enumerated() {
+                    core.pokeByte(t + UInt64(comm.offset + i), b)
+                }
+            }
             core.poke(t + (try off("task_struct", "thread_pid")), p)
             core.poke(t + (try off("task_struct", "group_leader")), t)
             core.poke(p + (try off("pid", "tasks")), t + (try off("task_struct", "pid_links")))
@@ -168,10 +173,12 @@ import Testing
         UnixSocketEntry(address: us, refCount: 2, flags: 0, rawType: 1, rawState: 3, inode: inode, path: nil)
     }
 
-    /// This test process stands for the ring's holder: its name is then
-    /// what /proc says, read independently here.
+    /// This test process's pid stands for the ring's holder; its name is
+    /// the one its task in the synthetic kernel carries (`taskName`), not
+    /// /proc's: the task whose files were read is the one to name.
     static let me = getpid()
-    static var myName: String { Files.text("/proc/self/comm") ?? "?" }
+    static var myName: String { taskName(me) }
+    static func taskName(_ pid: Int32) -> String { "task \(pid)" }
 
     /// A process (this one's pid) whose ring holds, in slot 1 (slot 0
     /// empty, a flag bit set in the pointer), a socket its fdinfo does not
@@ -303,7 +310,8 @@ import Testing
         var owners = Self.scanned(pid: Self.me, fd: 6, registered: 1)
         owners.partialPidView = true
         RingHolders.name(in: &owners, reader: try w.reader(), entries: rows, pair: pair, procRoot: "/proc", identities: false)
-        #expect(owners.owners(of: 800) == [Owner(pid: Self.me, name: Self.myName, fd: 6, via: .ioUring(slot: 0))])
+        // Named by the task found (its comm, written under its global pid).
+        #expect(owners.owners(of: 800) == [Owner(pid: Self.me, name: Self.taskName(9000), fd: 6, via: .ioUring(slot: 0))])
         #expect(owners.unnamedRingSockets.isEmpty)
         // Without the pair: kpeer's level is unknown.
         owners = Self.scanned(pid: Self.me, fd: 6, registered: 1)
