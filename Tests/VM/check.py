@@ -467,6 +467,13 @@ def forge_checks():
 forge_checks()
 
 
+def nothing_bound(rid, what):
+    """A name query that must find nothing: status 2, one line, no output."""
+    r = run(rid)
+    if r:
+        check(what, r["status"] == 2 and r["out"] == "" and len(lines(r["err"])) == 1, f"{r['status']} {r['out']!r} {r['err']!r}")
+
+
 def cut_checks():
     t = runs.get("forge_cut_truth")
     if t is None:
@@ -475,10 +482,7 @@ def cut_checks():
     check("cut: the forger's socket is printed as bound to a name it does not have",
           bool(cut) and lines(t["out"])[-1] == "1", t["out"] + t["err"])
     for m in ["kcore", "netlink"]:
-        r = run(f"forge_cut_vacant_{m}")
-        if r:
-            check(f"cut ({m}): nothing is bound to @kpeer-vacant (status 2, one line)",
-                  r["status"] == 2 and r["out"] == "" and len(lines(r["err"])) == 1, f"{r['status']} {r['out']!r} {r['err']!r}")
+        nothing_bound(f"forge_cut_vacant_{m}", f"cut ({m}): nothing is bound to @kpeer-vacant (status 2, one line)")
         r = run(f"forge_cut_all_{m}")
         if r and cut:
             rows = [l for l in lines(r["out"]) if cut[0] in l.split()[4:8]]
@@ -498,10 +502,7 @@ def relabel_checks():
     if not pair:
         return
     for m in ["kcore", "netlink"]:
-        r = run(f"forge_relabel_{m}")
-        if r:
-            check(f"relabel ({m}): nothing is bound to @victim-svc (status 2, one line)",
-                  r["status"] == 2 and r["out"] == "" and len(lines(r["err"])) == 1, f"{r['status']} {r['out']!r} {r['err']!r}")
+        nothing_bound(f"forge_relabel_{m}", f"relabel ({m}): nothing is bound to @victim-svc (status 2, one line)")
         r = run(f"forge_relabel_all_{m}")
         if r:
             rows = [l for l in lines(r["out"]) if len(l.split()) > 5 and pair[0] in l.split()[4:8]]

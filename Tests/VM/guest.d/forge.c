@@ -46,6 +46,25 @@ static int bind_name(const char *text, size_t len) {
     return listen(s, 1);
 }
 
+// Binds s to the abstract name `text` (n bytes, a leading NUL added).
+static int bind_abstract(int s, const char *text, size_t n) {
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    if (n > sizeof a.sun_path - 1) return -1;
+    memcpy(a.sun_path + 1, text, n);
+    return bind(s, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n));
+}
+
+// Prints "WHAT INODE" and "ready", then holds everything until EOF on stdin.
+static int hold(const char *what, unsigned long inode) {
+    printf("%s %lu\nready\n", what, inode);
+    fflush(stdout);
+    char buf[64];
+    while (read(0, buf, sizeof buf) > 0) {}
+    return 0;
+}
+
 static int relabel(const char *name) {
     int host = socket(AF_UNIX, SOCK_STREAM, 0);  // in the first namespace: it keeps it
     // As root a network namespace alone; unprivileged, inside a user
@@ -61,41 +80,23 @@ static int relabel(const char *name) {
     char text[200];
     int n = snprintf(text, sizeof text, "r\n%016lx: %08X %08X %08X %04X %02X %5lu @%s", 0ul, 2u, 0u, 0u, 1u, 3u,
                      (unsigned long)st.st_ino, name);
-    struct sockaddr_un a;
-    memset(&a, 0, sizeof a);
-    a.sun_family = AF_UNIX;
-    memcpy(a.sun_path + 1, text, (size_t)n);
-    if (bind(host, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0) {
+    if (n < 0 || bind_abstract(host, text, (size_t)n) != 0) {
         perror("forge: bind");
         return 1;
     }
-    printf("pair %lu\nready\n", (unsigned long)st.st_ino);
-    fflush(stdout);
-    char buf[64];
-    while (read(0, buf, sizeof buf) > 0) {}
-    return 0;
+    return hold("pair", (unsigned long)st.st_ino);
 }
 
 static int cut(const char *name) {
     char text[200];
     int n = snprintf(text, sizeof text, "%s\n%016lx: %08X %08X %08X %04X %02X %5lu", name, 0ul, 2u, 0u, 0u, 1u, 1u, 1ul);
-    struct sockaddr_un a;
-    memset(&a, 0, sizeof a);
-    a.sun_family = AF_UNIX;
-    if (n < 0 || (size_t)n > sizeof a.sun_path - 1) return 64;
-    memcpy(a.sun_path + 1, text, (size_t)n);
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
     struct stat st;
-    if (s < 0 || bind(s, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) != 0 ||
-        listen(s, 1) != 0 || fstat(s, &st) != 0) {
+    if (n < 0 || s < 0 || bind_abstract(s, text, (size_t)n) != 0 || listen(s, 1) != 0 || fstat(s, &st) != 0) {
         perror("forge: cut");
         return 1;
     }
-    printf("cut %lu\nready\n", (unsigned long)st.st_ino);
-    fflush(stdout);
-    char buf[64];
-    while (read(0, buf, sizeof buf) > 0) {}
-    return 0;
+    return hold("cut", (unsigned long)st.st_ino);
 }
 
 int main(int argc, char **argv) {
