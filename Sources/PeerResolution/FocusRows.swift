@@ -42,6 +42,6 @@ enum FocusRows {
             }
         }
         guard !verifier.verifyAll(&second).contains(false) else { return nil }
-        return TrustedRows.uniqueAddresses(first + second)
+        return TrustedRows.uniqueAddresses(first + second, vouched: true)
     }
 }

@@ -19,6 +19,8 @@ final class RowVerifier {
     private struct Layout {
         var family = 0, type = 0, socket = 0, net = 0, addr = 0
         var inode = 0, inum = 0, addrLen = 0, sunPath = 0, sunPathSize = 0, sunOffset = 0
+        /// `skc_state`, from which the table's flags and St are printed.
+        var state: Int?
         var span = 0
     }
     private let at: Layout
@@ -66,8 +68,10 @@ final class RowVerifier {
               let name = off("unix_address", "name"),
               let sun = try? t.member("sockaddr_un", "sun_path") else { return nil }
         var l = Layout(family: family, type: type, socket: socket, net: net, addr: addr, inode: inode, inum: inum,
-                       addrLen: addrLen, sunPath: name + sun.offset, sunPathSize: sun.size, sunOffset: sun.offset)
-        l.span = max(family + 2, type + 2, socket + 8, net + 8, addr + 8, (peerAt ?? 0) + 8, (qlenAt ?? 0) + 4)
+                       addrLen: addrLen, sunPath: name + sun.offset, sunPathSize: sun.size, sunOffset: sun.offset,
+                       state: off("unix_sock", "sk.__sk_common.skc_state", size: 1))
+        l.span = max(family + 2, type + 2, socket + 8, net + 8, addr + 8, (peerAt ?? 0) + 8, (qlenAt ?? 0) + 4,
+                     (l.state ?? 0) + 1)
         at = l
         if let peerAt, peerAt < 0 || peerAt & 7 != 0 { return nil }
     }
@@ -268,6 +272,14 @@ final class RowVerifier {
         guard le(b, at.family, 2) == 1,  // AF_UNIX
               le(b, at.type, 2) == UInt64(e.rawType) else { return false }
         let socket = le(b, at.socket, 8)
+        if let stateAt = at.state {
+            // unix_seq_show prints both from sk_state: __SO_ACCEPTCON for
+            // TCP_LISTEN; St SS_CONNECTED or SS_UNCONNECTED for a socket,
+            // SS_CONNECTING or SS_DISCONNECTING for an embryo.
+            let established = le(b, stateAt, 1) == 1, listening = le(b, stateAt, 1) == 10
+            let st: UInt8 = socket != 0 ? (established ? 3 : 1) : (established ? 2 : 4)
+            guard listening == e.isListening, st == e.rawState else { return false }
+        }
         if socket != 0 {
             guard e.inode != 0, memory.contains(socket &+ UInt64(at.inode)),
                   try memory.readWord(socket &+ UInt64(at.inode)) == e.inode else { return false }
@@ -282,7 +294,13 @@ final class RowVerifier {
             }
             guard netInum[net] == e.netns else { return false }
         }
-        return try name(le(b, at.addr, 8)) == e.path
+        return Self.printed(try name(le(b, at.addr, 8))) == Self.printed(e.path)
+    }
+
+    /// A name as the table prints it: a path that begins with `@` reads
+    /// there as an abstract name.
+    static func printed(_ p: SocketPath?) -> [UInt8]? {
+        p.map { ($0.isAbstract ? [0x40] : []) + $0.bytes }
     }
 
     /// The name as /proc/net/unix prints it (unix_seq_show): an abstract
@@ -290,12 +308,17 @@ final class RowVerifier {
     private func name(_ addr: UInt64) throws(KPeerError) -> SocketPath? {
         guard addr != 0 else { return nil }
         let memory = reader.memory
-        guard memory.contains(addr), memory.contains(addr &+ UInt64(at.sunPath + at.sunPathSize)) else {
+        guard memory.contains(addr), memory.contains(addr &+ UInt64(at.addrLen + 7)) else {
             throw KPeerError(.refused, "unix_address outside kernel memory")
         }
         let len = Int(Int32(truncatingIfNeeded: try memory.readWord(addr &+ UInt64(at.addrLen)) & 0xffff_ffff))
         let bytesLen = len - at.sunOffset  // len counts sun_family too
-        guard bytesLen > 0, bytesLen <= at.sunPathSize else { return nil }
+        // A path of all sun_path's bytes has its NUL one past them: the
+        // kernel allocates unix_address for len bytes.
+        guard bytesLen > 0, bytesLen <= at.sunPathSize + 1 else { return nil }
+        guard memory.contains(addr &+ UInt64(at.sunPath + bytesLen - 1)) else {
+            throw KPeerError(.refused, "unix_address outside kernel memory")
+        }
         let raw = try memory.read(addr &+ UInt64(at.sunPath), count: bytesLen)
         if raw[0] == 0 {
             return SocketPath(bytes: raw.dropFirst().map { $0 == 0 ? 0x40 : $0 }, isAbstract: true)
@@ -325,7 +348,7 @@ extension TrustedRows {
         // addresses are two real sockets (the inode counter wrapped) and
         // both stay, for the links to mark the inode ambiguous; a row
         // repeated at one address is one socket.
-        if let unique = uniqueAddressIndices(keep.map { entries[$0] }) { keep = unique.map { keep[$0] } }
+        if let unique = uniqueAddressIndices(keep.map { entries[$0] }, vouched: true) { keep = unique.map { keep[$0] } }
         let words = verifier.rowWords
         return (keep.map { entries[$0] }, words.isEmpty ? [] : keep.map { words[$0] })
     }

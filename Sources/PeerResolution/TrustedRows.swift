@@ -35,7 +35,10 @@ enum TrustedRows {
     /// Does a row say what sock_diag says of the same inode? The name is
     /// compared as /proc/net/unix prints it (NULs as `@`).
     static func agrees(_ e: UnixSocketEntry, _ d: DiagEntry) -> Bool {
-        UInt16(d.rawType) == e.rawType && (d.rawState == 10) == e.isListening && printed(d.name) == printed(e.path)
+        // St as unix_seq_show prints it from sk_state for a socket (a row
+        // with an inode has one): SS_CONNECTED when established.
+        UInt16(d.rawType) == e.rawType && (d.rawState == 10) == e.isListening && e.rawState == (d.rawState == 1 ? 3 : 1)
+            && RowVerifier.printed(printed(d.name)) == RowVerifier.printed(printed(e.path))
     }
 
     /// A name as /proc/net/unix prints it: NULs as `@`.
@@ -81,21 +84,29 @@ enum TrustedRows {
     /// row with it.
     static func inMemory(_ entries: [UnixSocketEntry], _ memory: KernelMemory,
                          details: () -> [UInt64: DiagEntry]? = { nil }) -> [UnixSocketEntry] {
-        let kept = entries.filter { $0.address != 0 && memory.contains($0.address) }
-        var addresses = kept.map(\.address)
-        addresses.sort()
-        var twice = Set<UInt64>()
-        for i in addresses.indices.dropFirst() where addresses[i] == addresses[i - 1] { twice.insert(addresses[i]) }
+        var kept = entries.filter { $0.address != 0 && memory.contains($0.address) }
+        let diag = details()
+        // A row whose inode sock_diag does not list is no socket.
+        if let diag { kept = kept.filter { $0.inode == 0 || diag[$0.inode] != nil } }
+        let twice = RowVerifier.repeated(kept.lazy.map(\.address))
         let twins = twinKeys(kept)
         if twice.isEmpty && twins.isEmpty { return kept }
-        guard let diag = details() else {
+        guard let diag else {
             return unique(twice.isEmpty ? kept : kept.filter { !twice.contains($0.address) })
+        }
+        // Rows listed twice: those sock_diag's record agrees with. Agreeing
+        // rows at two addresses leave the address unknown (a forger may
+        // copy a row whole but its address): then none stays.
+        var agreeing: [Key: [UnixSocketEntry]] = [:]
+        for e in kept where twice.contains(e.address) || twins.contains(Key(netns: e.netns, inode: e.inode)) {
+            if e.inode != 0, let d = diag[e.inode], agrees(e, d) { agreeing[Key(netns: e.netns, inode: e.inode), default: []].append(e) }
         }
         var seen = Set<Key>()
         return kept.filter { e in
             let key = Key(netns: e.netns, inode: e.inode)
             guard twice.contains(e.address) || twins.contains(key) else { return true }
-            guard e.inode != 0, let d = diag[e.inode], agrees(e, d) else { return false }
+            guard let rows = agreeing[key], rows.contains(e), Set(rows.map(\.address)).count == 1,
+                  !twice.contains(e.address) || kept.allSatisfy({ $0.address != e.address || $0.inode == e.inode }) else { return false }
             return seen.insert(key).inserted
         }
     }
@@ -108,13 +119,17 @@ enum TrustedRows {
     /// One row per kernel address: a row repeated word for word is one
     /// socket listed once; rows at one address that differ go, as nothing
     /// says which is true. Rows at different addresses all stay.
-    static func uniqueAddresses(_ entries: [UnixSocketEntry]) -> [UnixSocketEntry] {
-        guard let keep = uniqueAddressIndices(entries) else { return entries }
+    static func uniqueAddresses(_ entries: [UnixSocketEntry], vouched: Bool = false) -> [UnixSocketEntry] {
+        guard let keep = uniqueAddressIndices(entries, vouched: vouched) else { return entries }
         return keep.map { entries[$0] }
     }
 
     /// The indices uniqueAddresses keeps; nil when it keeps them all.
-    static func uniqueAddressIndices(_ entries: [UnixSocketEntry]) -> [Int]? {
+    /// `vouched`: memory checked every row in full at its address (family,
+    /// type, inode, namespace, name, flags, St), so rows at one address are
+    /// one socket, printed twice (a read of the table restarted between
+    /// them), maybe with another reference count: the first stays.
+    static func uniqueAddressIndices(_ entries: [UnixSocketEntry], vouched: Bool = false) -> [Int]? {
         // Found by sorting: a real table lists each address once.
         let twice = RowVerifier.repeated(entries.lazy.map(\.address))
         if twice.isEmpty { return nil }
@@ -123,7 +138,7 @@ enum TrustedRows {
         var repeated = Set<Int>()
         for (i, e) in entries.enumerated() where twice.contains(e.address) {
             if let j = first[e.address] {
-                if entries[j] == e { repeated.insert(i) } else { drop.insert(e.address) }
+                if vouched || entries[j] == e { repeated.insert(i) } else { drop.insert(e.address) }
             } else {
                 first[e.address] = i
             }

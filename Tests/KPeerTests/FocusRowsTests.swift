@@ -18,15 +18,15 @@ struct FocusRowsTests {
         init() throws {
             w = try BTFKernel()
             let peer = try w.off("unix_sock", "peer")
-            a = try w.socket(inode: 500, name: nil); b = try w.socket(inode: 501, name: nil)
-            c = try w.socket(inode: 600, name: nil); d = try w.socket(inode: 601, name: nil)
-            listener = try w.socket(inode: 700, name: Array("/run/l.sock".utf8) + [0])
-            client = try w.socket(inode: 800, name: nil)
-            embryo = try w.socket(inode: 0, name: Array("/run/l.sock".utf8) + [0])
-            lone = try w.socket(inode: 900, name: nil)
+            a = try w.socket(inode: 500, name: nil, skState: 1); b = try w.socket(inode: 501, name: nil, skState: 1)
+            c = try w.socket(inode: 600, name: nil, skState: 1); d = try w.socket(inode: 601, name: nil, skState: 1)
+            listener = try w.socket(inode: 700, name: Array("/run/l.sock".utf8) + [0], skState: 10)
+            client = try w.socket(inode: 800, name: nil, skState: 1)
+            embryo = try w.socket(inode: 0, name: Array("/run/l.sock".utf8) + [0], skState: 1)
+            lone = try w.socket(inode: 900, name: nil, skState: 7)
             for (x, y) in [(a, b), (b, a), (c, d), (d, c), (client, embryo), (embryo, client)] { w.core.poke(x + peer, y) }
             func connected(_ at: UInt64, _ inode: UInt64, path: String? = nil) -> UnixSocketEntry {
-                BTFKernel.row(at, inode: inode, state: 3, path: path, listening: false)
+                BTFKernel.row(at, inode: inode, state: inode == 0 ? 2 : 3, path: path, listening: false)  // an embryo: SS_CONNECTING
             }
             table = [connected(a, 500), connected(b, 501), connected(c, 600), connected(d, 601),
                      BTFKernel.row(listener, inode: 700, path: "/run/l.sock"), connected(client, 800),
@@ -61,7 +61,7 @@ struct FocusRowsTests {
     /// brings that socket too, so the inode is refused as in a listing.
     @Test(.enabled(if: BTFKernel.available)) func aPeersInodeTwinComesAlong() throws {
         let x = try World()
-        let twin = try x.w.socket(inode: 501, name: nil)
+        let twin = try x.w.socket(inode: 501, name: nil, skState: 1)
         let rows = x.table + [BTFKernel.row(twin, inode: 501, state: 3, path: nil, listening: false)]
         #expect(try x.select(500, table: rows).rows == [x.a, x.b, twin].sorted())
     }

@@ -18,14 +18,18 @@ import Testing
     @Test(.enabled(if: haveBTF)) func theRealRowPassesAndEveryForgeryFails() throws {
         let w = try BTFKernel()
         // A listener bound to /run/svc.sock (the kernel appends a NUL to a path).
-        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
+        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0], skState: 10)
         // An abstract name with an embedded NUL, printed @a@b.
-        let a = try w.socket(inode: 600, type: 2, name: [0] + Array("a".utf8) + [0] + Array("b".utf8))
-        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
+        let a = try w.socket(inode: 600, type: 2, name: [0] + Array("a".utf8) + [0] + Array("b".utf8), skState: 7)
+        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0], skState: 1)
         let v = try w.verifier()
         #expect(v.verify(BTFKernel.row(l, inode: 500, path: "/run/svc.sock")))
         #expect(v.verify(BTFKernel.row(a, inode: 600, type: 2, path: "a@b", abstract: true, listening: false)))
-        #expect(v.verify(BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false)))
+        #expect(v.verify(BTFKernel.row(embryo, inode: 0, state: 2, path: "/run/svc.sock", listening: false)))
+        // Flags and St as unix_seq_show prints them from sk_state.
+        #expect(!v.verify(BTFKernel.row(l, inode: 500, path: "/run/svc.sock", listening: false)))
+        #expect(!v.verify(BTFKernel.row(l, inode: 500, state: 3, path: "/run/svc.sock")))
+        #expect(!v.verify(BTFKernel.row(embryo, inode: 0, state: 4, path: "/run/svc.sock", listening: false)))
         // Forgeries of the listener's row: another inode, name, type, namespace.
         #expect(!v.verify(BTFKernel.row(l, inode: 501, path: "/run/svc.sock")))
         #expect(!v.verify(BTFKernel.row(l, inode: 500, path: "/run/evil.sock")))
@@ -43,8 +47,8 @@ import Testing
     /// tells them apart: the real row stays, the forged one goes.
     @Test(.enabled(if: haveBTF)) func aForgedTwinDoesNotHideTheRealRow() throws {
         let w = try BTFKernel()
-        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
-        let c = try w.socket(inode: 510, type: 1, name: nil)
+        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0], skState: 10)
+        let c = try w.socket(inode: 510, type: 1, name: nil, skState: 1)
         let real = BTFKernel.row(l, inode: 500, path: "/run/svc.sock")
         let forged = BTFKernel.row(l, inode: 500, path: "/run/other.sock")
         let client = BTFKernel.row(c, inode: 510, state: 3, path: nil, listening: false)
@@ -57,7 +61,14 @@ import Testing
         #expect(TrustedRows.inMemory([forged, real, client], memory) == [client])
         var record = DiagEntry(inode: 500, rawType: 1, rawState: 10)
         record.name = SocketPath(bytes: Array("/run/svc.sock".utf8), isAbstract: false)
-        #expect(TrustedRows.inMemory([forged, real, client], memory) { [500: record] } == [real, client])
+        let dump: [UInt64: DiagEntry] = [500: record, 510: DiagEntry(inode: 510, rawType: 1, rawState: 1)]
+        #expect(TrustedRows.inMemory([forged, real, client], memory) { dump } == [real, client])
+        // A whole copy of the real row at another address sock_diag cannot
+        // tell apart: the address is unknown, neither stays. A row whose
+        // inode the dump does not list goes.
+        let copy = BTFKernel.row(c + 128, inode: 500, path: "/run/svc.sock")
+        #expect(TrustedRows.inMemory([copy, real, client], memory) { dump } == [client])
+        #expect(TrustedRows.inMemory([real, client, BTFKernel.row(c + 64, inode: 31337, path: nil)], memory) { dump } == [real, client])
     }
 
     /// Rows no other row imitates are checked by inode alone: the socket
@@ -66,11 +77,11 @@ import Testing
     /// (address 0) goes without touching the real rows.
     @Test(.enabled(if: haveBTF)) func loneRowsAreCheckedByInode() throws {
         let w = try BTFKernel()
-        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0])
-        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
+        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0], skState: 10)
+        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0], skState: 1)
         let rows = [BTFKernel.row(l, inode: 500, path: "/run/svc.sock"),
-                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
-                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),  // a twin: checked in full, passes
+                    BTFKernel.row(embryo, inode: 0, state: 2, path: "/run/svc.sock", listening: false),
+                    BTFKernel.row(embryo, inode: 0, state: 2, path: "/run/svc.sock", listening: false),  // a twin: checked in full, passes
                     BTFKernel.row(BTFKernel.base + 0x30000, inode: 700, path: nil),  // no socket there
                     BTFKernel.row(l + 8, inode: 500, path: nil),                // not a socket's address
                     BTFKernel.row(0, inode: 701, path: nil)]
@@ -84,15 +95,15 @@ import Testing
     @Test(.enabled(if: haveBTF)) func thePeerWordComesWithTheCheck() throws {
         let w = try BTFKernel()
         let peerAt = try w.off("unix_sock", "peer")
-        let a = try w.socket(inode: 500, name: nil), b = try w.socket(inode: 501, name: nil)
-        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0])
+        let a = try w.socket(inode: 500, name: nil, skState: 1), b = try w.socket(inode: 501, name: nil, skState: 1)
+        let embryo = try w.socket(inode: 0, name: Array("/run/svc.sock".utf8) + [0], skState: 1)
         w.core.poke(a + peerAt, b)
         w.core.poke(b + peerAt, a)
         w.core.poke(embryo + peerAt, 0xffff_8880_dead_0000)
         let rows = [BTFKernel.row(a, inode: 500, state: 3, path: nil, listening: false),
                     BTFKernel.row(b, inode: 501, state: 3, path: nil, listening: false),
-                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
-                    BTFKernel.row(embryo, inode: 0, state: 3, path: "/run/svc.sock", listening: false),
+                    BTFKernel.row(embryo, inode: 0, state: 2, path: "/run/svc.sock", listening: false),
+                    BTFKernel.row(embryo, inode: 0, state: 2, path: "/run/svc.sock", listening: false),
                     BTFKernel.row(BTFKernel.base + 0x30000, inode: 700, path: nil)]
         let plain = try w.verifier().verifyAll(rows)
         let v = try w.verifier(peerAt: Int(peerAt))
@@ -227,6 +238,24 @@ import Testing
         #expect(kept.map(\.inode) == [500, 900, 501])
     }
 
+    /// A row printed twice (a read of the table restarted between them)
+    /// with another reference count is one socket: one row stays. A path of
+    /// all 108 bytes of sun_path (its NUL past them) passes the full check
+    /// a twin puts it to.
+    @Test(.enabled(if: haveBTF)) func aRowPrintedTwiceAndALongestPathStay() throws {
+        let w = try BTFKernel()
+        let l = try w.socket(inode: 500, name: Array("/run/svc.sock".utf8) + [0], skState: 10)
+        let first = BTFKernel.row(l, inode: 500, path: "/run/svc.sock")
+        var again = first
+        again.refCount = 3
+        #expect(try TrustedRows.verified([first, again], try w.verifier()) == [first])
+        let long = "/" + String(repeating: "a", count: 107)
+        let p = try w.socket(inode: 600, name: Array(long.utf8) + [0], skState: 10)
+        let real = BTFKernel.row(p, inode: 600, path: long)
+        let forged = BTFKernel.row(0, inode: 600, path: long)
+        #expect(try TrustedRows.verified([real, forged], try w.verifier()) == [real])
+    }
+
     /// A table none of whose rows verifies says the layouts are wrong (a
     /// stale remembered layout), not that every row is forged.
     @Test(.enabled(if: haveBTF)) func nothingVerifiedMeansWrongLayouts() throws {
@@ -248,6 +277,16 @@ import Testing
         var d = DiagEntry(inode: inode, rawType: type, rawState: listening ? 10 : 7)
         d.name = name.map { SocketPath(sunPath: $0) }
         return d
+    }
+
+    /// A twin that says all sock_diag says but St: the kernel prints St
+    /// from sk_state, so it is not the kernel's row.
+    @Test func aTwinWithAnotherStateGoes() {
+        let real = Self.row(500, path: "/run/svc.sock")
+        var forged = real
+        forged.rawState = 3
+        let details: [UInt64: DiagEntry] = [500: Self.diag(500, name: Array("/run/svc.sock".utf8))]
+        #expect(TrustedRows.vouched([forged, real], known: [500]) { details } == [real])
     }
 
     @Test func aForgedTwinGoesAndTheRealRowStays() {

@@ -171,10 +171,14 @@ final class BTFKernel {
 
     /// A unix_sock of `type` with inode `inode` (0: an embryo, no
     /// socket), in the namespace `netns`, bound to `name` (sun_path bytes).
-    func socket(inode: UInt64, type: UInt16 = 1, netns: UInt32 = 4026531840, name: [UInt8]?) throws -> UInt64 {
+    /// `skState`, the sk_state the table's flags and St are printed from
+    /// (10 listening, 1 established, 7 closed); nil leaves it 0.
+    func socket(inode: UInt64, type: UInt16 = 1, netns: UInt32 = 4026531840, name: [UInt8]?,
+                skState: UInt8? = nil) throws -> UInt64 {
         let us = alloc()
         bytes(us + (try off("unix_sock", "sk.__sk_common.skc_family")), [1, 0])
         bytes(us + (try off("unix_sock", "sk.sk_type")), [UInt8(type), 0])
+        if let skState { bytes(us + (try off("unix_sock", "sk.__sk_common.skc_state")), [skState]) }
         if inode != 0 {
             let sa = alloc()
             core.poke(us + (try off("unix_sock", "sk.sk_socket")), sa)
