@@ -288,22 +288,6 @@ public enum Resolver {
         return nil
     }
 
-    /// A process's /proc/net/unix, read through one open of /proc/PID and
-    /// only while that process is in `netns`: the pid may have gone and
-    /// been reused by a process of another namespace since the scan (its
-    /// rows would be labelled with the wrong namespace). nil if gone.
-    static func tableOf(process dir: String, netns: UInt64) -> [UInt8]? {
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstatat(fd, "ns/net", &st, 0) == 0, UInt64(st.st_ino) == netns,
-              let bytes = Files.readIfPresent("net/unix", relativeTo: fd) else { return nil }
-        // Still that process, still in that namespace, after the read.
-        guard fstatat(fd, "ns/net", &st, 0) == 0, UInt64(st.st_ino) == netns else { return nil }
-        return bytes
-    }
-
     /// The offset from symbols read now (no --offset, nothing remembered);
     /// nil means: calibrate (kpeer --find-offset says why each source failed).
     static func defaultOffset() -> MemberOffset? {
@@ -314,23 +298,14 @@ public enum Resolver {
     /// own), read with real addresses visible.
     static func readTables(namespaces: [NetNamespace], procRoot: String) throws(KPeerError) -> [UnixSocketEntry] {
         let ownNS = Files.identity("\(procRoot)/self/ns/net")?.inode ?? 0
-        var sources: [(ns: UInt64, path: String)] = [(ownNS, "\(procRoot)/self/net/unix")]
-        var held: [NetNamespace] = []
-        for ns in namespaces where ns.inode != ownNS {
-            // A namespace with no process: read from a thread inside it.
-            if ns.file != nil { held.append(ns); continue }
-            sources.append((ns.inode, "\(procRoot)/\(ns.pid)"))
-        }
+        // Another namespace's table is read from a thread inside it, entered
+        // through its ns file checked to be that namespace (NetNamespaces.inside):
+        // not through /proc/PID/net, which answers for whatever namespace
+        // that pid (maybe reused, maybe moved) is in by then.
+        let others = namespaces.filter { $0.inode != ownNS }
         let (texts, _) = try KptrRestrict.withAddressesVisible { () throws(KPeerError) -> [(UInt64, [UInt8])] in
-            var out: [(UInt64, [UInt8])] = []
-            for (i, s) in sources.enumerated() {
-                if i == 0 {
-                    out.append((s.ns, try Files.read(s.path)))
-                } else if let bytes = tableOf(process: s.path, netns: s.ns) {
-                    out.append((s.ns, bytes))
-                }
-            }
-            for ns in held {
+            var out: [(UInt64, [UInt8])] = [(ownNS, try Files.read("\(procRoot)/self/net/unix"))]
+            for ns in others {
                 if let bytes = try? NetNamespaces.inside(ns, procRoot: procRoot, { () throws(KPeerError) in
                     try Files.read("\(procRoot)/thread-self/net/unix")
                 }) {

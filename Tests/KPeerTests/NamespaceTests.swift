@@ -23,19 +23,18 @@ final class NetnsFixture: Fixture {
 @Suite(.serialized, .tags(.binary, .fixture, .root), .layered) struct NamespaceTests {
     static var kpeer: String { Support.kpeerBinary }
 
-    /// A process's table is read only while that process is in the
-    /// namespace the scan saw it in (a reused pid in another namespace
-    /// would label rows wrongly): the fixture's rows from its own
-    /// namespace; nothing when another namespace is expected.
-    @Test(.enabled(if: NetnsFixture.available)) func aProcessTableIsReadOnlyInItsNamespace() throws {
+    /// Another namespace's table is read from inside that namespace, entered
+    /// through its ns file checked to be it: the fixture's rows carry its
+    /// namespace; a namespace its recorded pid is not in gives no rows.
+    @Test(.enabled(if: NetnsFixture.available)) func aTableIsReadFromInsideItsNamespace() throws {
         let f = try NetnsFixture()
         let pid = try #require(f.names.keys.min())
-        let own = try #require(NetNamespaces.current())
-        let bytes = try #require(Resolver.tableOf(process: "/proc/\(pid)", netns: f.netns))
-        let inodes = Set(ProcNetUnix.parse(bytes, netns: f.netns).map(\.inode))
-        #expect(!f.inodes.isEmpty && f.inodes.isSubset(of: inodes))
-        #expect(Resolver.tableOf(process: "/proc/\(pid)", netns: own) == nil)
-        #expect(Resolver.tableOf(process: "/proc/999999999", netns: f.netns) == nil)
+        let rows = try Resolver.readTables(namespaces: [NetNamespace(inode: f.netns, pid: pid)], procRoot: "/proc")
+        let theirs = Set(rows.filter { $0.netns == f.netns }.map(\.inode))
+        #expect(!f.inodes.isEmpty && f.inodes.isSubset(of: theirs))
+        // The same pid recorded for another namespace: not read.
+        let wrong = try Resolver.readTables(namespaces: [NetNamespace(inode: f.netns &+ 1, pid: pid)], procRoot: "/proc")
+        #expect(!wrong.contains { $0.netns == f.netns &+ 1 })
     }
 
     @Test(.enabled(if: NetnsFixture.available)) func theFixturesNamespaceIsAnotherOne() throws {
