@@ -218,24 +218,29 @@ import Testing
         let service = [0] + Array("victim-svc".utf8)
         let forged = "ffff888002000000: 00000002 00000000 00010000 0001 01 31337"
         let cut = [0] + Array("victim-svc\n\(forged)".utf8)
-        let rows: [(address: UInt64, inode: UInt64, name: [UInt8]?)] = [
-            (try w.socket(inode: 500, name: service), 500, service),
-            (try w.socket(inode: 900, name: cut), 900, cut),
-            (try w.socket(inode: 501, name: nil), 501, nil)]
+        // Eight rows first, so that the chained check is past its layout
+        // sample and reads the service's row as one the kernel began.
+        var rows: [(address: UInt64, inode: UInt64, name: [UInt8]?)] = []
+        for i in 0..<8 { rows.append((try w.socket(inode: 100 + UInt64(i), name: nil), 100 + UInt64(i), nil)) }
+        rows += [(try w.socket(inode: 500, name: service), 500, service),
+                 (try w.socket(inode: 900, name: cut), 900, cut),
+                 (try w.socket(inode: 501, name: nil), 501, nil)]
         let table = ProcNetUnix.parse(Self.printed(rows), netns: 4026531840)
-        #expect(table.map(\.inode) == [500, 900, 31337, 501])
-        #expect(table[1].path?.display == "@victim-svc")  // as printed: the service's name
+        #expect(table.map(\.inode).suffix(4) == [500, 900, 31337, 501])
+        #expect(table[9].path?.display == "@victim-svc")  // as printed: the service's name
         for chained in [true, false] {
             var entries = table
             let v = try w.verifier(peerAt: peerAt)
-            #expect(v.verifyAll(&entries, chained: chained) == [true, true, false, true])
-            #expect(entries[0].path?.bytes == Array("victim-svc".utf8))
-            #expect(entries[1].path == SocketPath(bytes: Array(cut.dropFirst()), isAbstract: true))
-            #expect(entries[3].path == nil)
+            #expect(v.verifyAll(&entries, chained: chained) == Array(repeating: true, count: 10) + [false, true])
+            #expect(entries[8].path?.bytes == Array("victim-svc".utf8))
+            #expect(entries[9].path == SocketPath(bytes: Array(cut.dropFirst()), isAbstract: true))
+            #expect(entries[11].path == nil)
+            // Chained: the row after the cut name is checked by inode.
+            if chained { #expect(v.begun == 0) }
         }
         let kept = try #require(TrustedRows.verified(table, try w.verifier(peerAt: peerAt)))
         #expect(kept.filter { $0.path?.display == "@victim-svc" }.map(\.inode) == [500])
-        #expect(kept.map(\.inode) == [500, 900, 501])
+        #expect(kept.map(\.inode).suffix(3) == [500, 900, 501])
     }
 
     /// A row printed twice (a read of the table restarted between them)

@@ -479,8 +479,15 @@ def cut_checks():
     if t is None:
         return
     cut = [l.split()[1] for l in lines(t["out"]) if l.startswith("cut ")]
-    check("cut: the forger's socket is printed as bound to a name it does not have",
-          bool(cut) and lines(t["out"])[-1] == "1", t["out"] + t["err"])
+    name = [l.split()[1] for l in lines(t["out"]) if l.startswith("name ")]
+    printed = [l.split()[1] for l in lines(t["out"]) if l.startswith("printed ")]
+    check("cut: the forger's socket is printed as bound to the fixture's name, and another to a vacant one",
+          bool(cut) and name and name[0] != "@" and printed == name and lines(t["out"])[-1] == "1", t["out"] + t["err"])
+    for m, before in [("kcore", "forge_before_cut"), ("netlink", "forge_before_cut_netlink")]:
+        r = run(before)
+        if r:
+            check(f"cut ({m}): the fixture's abstract listener answers before the forging", r["status"] == 0 and r["out"] != "",
+                  f"{r['status']} {r['out']!r} {r['err']!r}")
     for m in ["kcore", "netlink"]:
         nothing_bound(f"forge_cut_vacant_{m}", f"cut ({m}): nothing is bound to @kpeer-vacant (status 2, one line)")
         r = run(f"forge_cut_all_{m}")

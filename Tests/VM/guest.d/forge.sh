@@ -45,7 +45,8 @@ wait_ready /tmp/cut.out $forge_cut_pid
 sleep 100000 | kpf --run-as 65534 forge cut kpeer-vacant > /tmp/vacant.out 2> /tmp/vacant.err &
 forge_vacant_pid=$!
 wait_ready /tmp/vacant.out $forge_vacant_pid
-run forge_cut_truth sh -c 'cat /tmp/cut.out; grep -c " @kpeer-vacant$" /proc/net/unix'
+forge_cut_inode=$(awk '$1 == "cut" { print $2 }' /tmp/cut.out)
+run forge_cut_truth sh -c "echo name @$forge_abstract; cat /tmp/cut.out; awk -v i=$forge_cut_inode '\$7 == i { print \"printed\", \$8 }' /proc/net/unix; grep -c ' @kpeer-vacant\$' /proc/net/unix"
 run forge_cut kpeer --method kcore "@$forge_abstract"
 run forge_cut_netlink kpeer --method netlink "@$forge_abstract"
 run forge_cut_vacant_kcore kpeer --method kcore @kpeer-vacant
