@@ -286,18 +286,27 @@ enum Help {
 
     /// `text` after `lead`, in lines of at most `width`, the later ones
     /// indented as far as `lead` reaches.
+    /// Widths are counted as they go (not String.count per word, which
+    /// walks the line each time): this runs on every start, as part of the
+    /// command's configuration.
     static func wrap(_ lead: String, _ text: String, width: Int) -> String {
-        let indent = String(repeating: " ", count: lead.count)
-        var lines: [String] = []
-        var line = lead
+        let leadWidth = lead.unicodeScalars.count
+        let indent = String(repeating: " ", count: leadWidth)
+        var out = lead
+        var lineWidth = leadWidth
         for word in text.split(separator: " ") {
-            if line.count > lead.count && line.count + 1 + word.count > width {
-                lines.append(line)
-                line = indent
+            let w = word.unicodeScalars.count
+            if lineWidth > leadWidth && lineWidth + 1 + w > width {
+                out += "\n" + indent
+                lineWidth = leadWidth
             }
-            line += (line.count > lead.count ? " " : "") + word
+            if lineWidth > leadWidth {
+                out += " "
+                lineWidth += 1
+            }
+            out += word
+            lineWidth += w
         }
-        lines.append(line)
-        return lines.joined(separator: "\n")
+        return out
     }
 }
