@@ -286,27 +286,30 @@ enum Help {
 
     /// `text` after `lead`, in lines of at most `width`, the later ones
     /// indented as far as `lead` reaches.
-    /// Widths are counted as they go (not String.count per word, which
-    /// walks the line each time): this runs on every start, as part of the
-    /// command's configuration.
+    /// On bytes, widths counted as they go (a character is a byte that is
+    /// not a UTF-8 continuation): this runs on every start, as part of the
+    /// command's configuration, where String's splitting and counting took
+    /// a tenth of a start.
     static func wrap(_ lead: String, _ text: String, width: Int) -> String {
-        let leadWidth = lead.unicodeScalars.count
-        let indent = String(repeating: " ", count: leadWidth)
-        var out = lead
+        func chars<C: Collection>(_ b: C) -> Int where C.Element == UInt8 { b.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) } }
+        let leadBytes = Array(lead.utf8)
+        let leadWidth = chars(leadBytes)
+        var out = leadBytes
         var lineWidth = leadWidth
-        for word in text.split(separator: " ") {
-            let w = word.unicodeScalars.count
+        for word in Array(text.utf8).split(separator: 0x20) {
+            let w = chars(word)
             if lineWidth > leadWidth && lineWidth + 1 + w > width {
-                out += "\n" + indent
+                out.append(0x0A)
+                out += repeatElement(0x20, count: leadWidth)
                 lineWidth = leadWidth
             }
             if lineWidth > leadWidth {
-                out += " "
+                out.append(0x20)
                 lineWidth += 1
             }
             out += word
             lineWidth += w
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }
