@@ -5,15 +5,24 @@ import PeerResolution
 import Rendering
 import SocketInventory
 
-extension ResolverOptions.MethodChoice: ExpressibleByArgument {}
+/// A choice named by its raw value, its values listed from them: the
+/// default describes every case by reflection, a tenth of each start.
+protocol RawChoice: ExpressibleByArgument, CaseIterable, RawRepresentable where RawValue == String {}
+
+extension RawChoice {
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+    public var defaultValueDescription: String { rawValue }
+}
+
+extension ResolverOptions.MethodChoice: RawChoice {}
 
 /// How a listing is printed.
-enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+enum OutputFormat: String, RawChoice {
     case table, dump, json, dot
 }
 
 /// `--type`: the socket types a listing keeps.
-enum TypeChoice: String, ExpressibleByArgument, CaseIterable {
+enum TypeChoice: String, RawChoice {
     case stream, dgram, seqpacket
 
     var socketType: SocketType {

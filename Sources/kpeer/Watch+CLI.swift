@@ -33,7 +33,7 @@ struct WatchFlags {
 }
 
 /// `--attach`: how a watch hooks the kernel.
-enum AttachChoice: String, ExpressibleByArgument, CaseIterable {
+enum AttachChoice: String, RawChoice {
     case auto, fentry, kprobe, poll
 
     var attach: BPFWatch.Attach {
