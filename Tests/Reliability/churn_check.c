@@ -307,6 +307,45 @@ static int count_lines(const char *path) {
     return n + (last != '\n');
 }
 
+// May root not read PID's descriptors here (a sandbox's pid 1)?
+static int hidden_pid(long pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/fd", pid);
+    DIR *d = opendir(path);
+    if (!d) return errno == EACCES || errno == EPERM;
+    // Listed, maybe, but its links refused.
+    struct dirent *de;
+    int hidden = 0;
+    while (!hidden && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char fd[320], link[64];
+        snprintf(fd, sizeof fd, "%s/%s", path, de->d_name);
+        hidden = readlink(fd, link, sizeof link) < 0 && (errno == EACCES || errno == EPERM);
+    }
+    closedir(d);
+    return hidden;
+}
+
+// The lines of a run's stderr other than kpeer's note that some processes'
+// descriptors could not be read, when that is true here: where the machine
+// hides a process even from root (a sandbox's pid 1), every answer that
+// stands says so, and rightly. The note counts only if its first pid is
+// really hidden from this (root) process too.
+static int other_err_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[2048];
+    int n = 0;
+    static const char note[] = "kpeer: the descriptors of ";
+    while (fgets(line, sizeof line, f)) {
+        const char *pid = strstr(line, "could not be read (pid ");
+        if (strncmp(line, note, sizeof note - 1) == 0 && pid && hidden_pid(strtol(pid + 23, NULL, 10))) continue;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
 static int judge(const char *dir, long floor) {
     DIR *d = opendir(dir);
     if (!d) { perror(dir); return 2; }
@@ -343,8 +382,9 @@ static int judge(const char *dir, long floor) {
         runs++;
         statuses[status & 255]++;
         char line[600];
-        snprintf(path, sizeof path, "%s.err", stem);
-        int errlines = count_lines(path);
+        char path_err[4096];
+        snprintf(path_err, sizeof path_err, "%s.err", stem);
+        int errlines = count_lines(path_err);
         snprintf(path, sizeof path, "%s.out", stem);
         int outlines = count_lines(path);
         // Documented statuses (Docs/CONTRACT.md); a timeout (124) or a
@@ -355,7 +395,7 @@ static int judge(const char *dir, long floor) {
         snprintf(line, sizeof line, "status %d, %d stdout lines, %d stderr lines\n", status, outlines, errlines);
         if (!ok) complain(de->d_name, "undocumented status (hang or crash)", line);
         else if (status != 0 && (outlines != 0 || errlines != 1)) complain(de->d_name, "a failure must be one stderr line", line);
-        else if (status == 0 && errlines != 0) complain(de->d_name, "stderr on success", line);
+        else if (status == 0 && errlines != 0 && other_err_lines(path_err) != 0) complain(de->d_name, "stderr on success", line);
         if (status != 0) continue;
         FILE *f = fopen(path, "r");
         if (!f) continue;
