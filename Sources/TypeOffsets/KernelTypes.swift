@@ -244,34 +244,58 @@ public struct LayoutCache: Sendable {
         return Self.parse(bytes, buildID: buildID)
     }
 
+    /// On bytes, each field a slice: this runs on every kcore run, and
+    /// String's splitting and parsing made it a few milliseconds under
+    /// emulation.
     static func parse(_ bytes: [UInt8], buildID: [UInt8]) -> KernelTypes? {
         guard bytes.last == 0x0A else { return nil }
-        let lines = String(decoding: bytes.dropLast(), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-        guard let head = lines.first?.split(separator: " ", maxSplits: 4), head.count == 5, head[0] == "kpeer-layout",
-              head[1] == "1", head[2] == BuildID.hex(buildID), let source = OffsetSource(rawValue: String(head[3])),
+        let lines = bytes.dropLast().split(separator: 0x0A, omittingEmptySubsequences: false)
+        guard let first = lines.first else { return nil }
+        let head = first.split(separator: 0x20, maxSplits: 4, omittingEmptySubsequences: false)
+        guard head.count == 5, head[0].elementsEqual("kpeer-layout".utf8), head[1].elementsEqual("1".utf8),
+              head[2].elementsEqual(BuildID.hex(buildID).utf8),
+              let source = OffsetSource(rawValue: String(decoding: head[3], as: UTF8.self)),
               source == .btf || source == .dwarf, !head[4].isEmpty else { return nil }
         var members: [String: KernelTypes.Member] = [:]
         var sizes: [String: Int] = [:]
         var missing: [String: String] = [:]
         for line in lines.dropFirst() {
-            let f = line.split(separator: " ", omittingEmptySubsequences: false)
-            func int(_ i: Int) -> Int? { Int(f[i]).flatMap { $0 >= 0 && $0 < 1 << 24 ? $0 : nil } }
+            let f = line.split(separator: 0x20, omittingEmptySubsequences: false)
+            func int(_ i: Int) -> Int? {
+                guard !f[i].isEmpty, f[i].count <= 8 else { return nil }  // below 1 << 24 fits in 8 digits
+                var v = 0
+                for b in f[i] {
+                    guard b >= 0x30, b <= 0x39 else { return nil }
+                    v = v * 10 + Int(b - 0x30)
+                }
+                return v < 1 << 24 ? v : nil
+            }
             func kind(_ i: Int) -> KernelTypes.Member.Kind? { int(i).flatMap { $0 < kinds.count ? kinds[$0] : nil } }
-            if f.count == 3, f[0] == "s", isName(f[1]), let size = int(2) {
-                sizes[String(f[1])] = size
-            } else if f.count == 3, f[0] == "x", isName(f[1]), isName(f[2]) {
-                missing[f[1] + "." + f[2]] = "this kernel's struct \(f[1]) has no member \(f[2]) (remembered in \(LayoutCache.defaultPath))"
-            } else if f.count == 11, f[0] == "m", isName(f[1]), isName(f[2]), let off = int(3), let size = int(4),
-                      let k = kind(5), f[6] == "-" || isName(f[6]), let tk = kind(7), let count = int(8),
+            func name(_ i: Int) -> Bool { isName(f[i]) }
+            func text(_ i: Int) -> String { String(decoding: f[i], as: UTF8.self) }
+            func tag(_ c: Character) -> Bool { f[0].count == 1 && f[0].first == c.asciiValue }
+            if f.count == 3, tag("s"), name(1), let size = int(2) {
+                sizes[text(1)] = size
+            } else if f.count == 3, tag("x"), name(1), name(2) {
+                missing[text(1) + "." + text(2)] = "this kernel's struct \(text(1)) has no member \(text(2)) (remembered in \(LayoutCache.defaultPath))"
+            } else if f.count == 11, tag("m"), name(1), name(2), let off = int(3), let size = int(4),
+                      let k = kind(5), f[6].elementsEqual([0x2D]) || name(6), let tk = kind(7), let count = int(8),
                       let es = int(9), let ek = kind(10) {
-                members[f[1] + "." + f[2]] = KernelTypes.Member(offset: off, size: size, kind: k,
-                                                                target: f[6] == "-" ? nil : String(f[6]), targetKind: tk,
-                                                                count: count, elementSize: es, elementKind: ek)
+                members[text(1) + "." + text(2)] = KernelTypes.Member(offset: off, size: size, kind: k,
+                                                                      target: f[6].elementsEqual([0x2D]) ? nil : text(6), targetKind: tk,
+                                                                      count: count, elementSize: es, elementKind: ek)
             } else {
                 return nil  // anything unexpected: the whole file is not believed
             }
         }
-        return KernelTypes(remembered: members, sizes: sizes, missing: missing, source: source, origin: String(head[4]))
+        return KernelTypes(remembered: members, sizes: sizes, missing: missing, source: source,
+                           origin: String(decoding: head[4], as: UTF8.self))
+    }
+
+    /// Identifiers and dotted member paths, as bytes.
+    static func isName(_ s: ArraySlice<UInt8>) -> Bool {
+        !s.isEmpty && s.count < 128 && s.allSatisfy { $0 == 0x5F || $0 == 0x2E || (0x30...0x39).contains($0)
+            || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
     }
 
     static func text(_ t: KernelTypes, buildID: [UInt8]) -> String? {

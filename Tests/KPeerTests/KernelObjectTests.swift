@@ -163,7 +163,9 @@ import Testing
         #expect(LayoutCache.parse(Array(text.utf8), buildID: [1, 2, 3]) == nil)
         // One odd line, and none of it is believed.
         for bad in ["m unix_sock peer 8 8 1 sock 2 0 0 6 extra\n", "m unix_sock pe$er 8 8 1 sock 2 0 0 6\n",
-                    "m unix_sock peer -8 8 1 sock 2 0 0 6\n", "m unix_sock peer 8 8 9 sock 2 0 0 6\n", "x\n"] {
+                    "m unix_sock peer -8 8 1 sock 2 0 0 6\n", "m unix_sock peer 8 8 9 sock 2 0 0 6\n", "x\n",
+                    "m unix_sock peer 999999999999 8 1 sock 2 0 0 6\n", "m unix_sock peer 16777216 8 1 sock 2 0 0 6\n",
+                    "s unix_sock \n", "s  8\n", "ss unix_sock 8\n"] {
             #expect(LayoutCache.parse(Array((text + bad).utf8), buildID: Self.id) == nil, "\(bad)")
         }
         #expect(LayoutCache.parse(Array(text.utf8.dropLast()), buildID: Self.id) == nil)
