@@ -89,14 +89,18 @@ public enum Escape {
     }
 
     /// A process name for `--dump`, where `:` separates fields.
-    public static func dumpField(_ name: String) -> String {
-        bytes(Array(name.utf8), also: UInt8(ascii: ":"))
+    public static func dumpField(_ name: [UInt8]) -> String {
+        bytes(name, also: UInt8(ascii: ":"))
     }
+
+    public static func dumpField(_ name: String) -> String { dumpField(Array(name.utf8)) }
 
     /// A process name in an `--all` owner column, where `,` separates the
     /// owners. `/` is left: the pid before it is all digits, so a
     /// `PID/NAME` splits at its first `/`.
-    public static func ownerName(_ name: String) -> String {
-        bytes(Array(name.utf8), also: UInt8(ascii: ","))
+    public static func ownerName(_ name: [UInt8]) -> String {
+        bytes(name, also: UInt8(ascii: ","))
     }
+
+    public static func ownerName(_ name: String) -> String { ownerName(Array(name.utf8)) }
 }

@@ -155,7 +155,8 @@ struct KcorePipeline {
         }
         out.entries = TrustedRows.inMemory(table, memory) {
             // Without layouts, sock_diag's records (where unix_diag is
-            // loaded) tell a forged twin from the real row.
+            // loaded) say which rows are sockets, and tell a forged twin
+            // from the real row.
             guard let all = try? SockDiag.dump(show: UInt32(UDIAG_SHOW_NAME)) else { return nil }
             return Dictionary(all.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
         }

@@ -37,7 +37,14 @@ final class RowVerifier {
     /// The words at `peerAt` of the last verifyAll's rows, by row (nil:
     /// not read): a whole table's, with no hashing of every address.
     private(set) var rowWords: [UInt64?] = []
-    private var chainedRun = false
+
+    /// Where a checked row's peer word is kept.
+    private enum Keep {
+        case byAddress
+        /// A chained check's row: by row only.
+        case byRow(Int)
+        case both(Int)
+    }
     /// With `queues`: where `sk_receive_queue.qlen` is, read in the same
     /// pread, and the addresses of checked rows whose queue is not empty.
     let qlenAt: Int?
@@ -78,9 +85,7 @@ final class RowVerifier {
 
     /// Does memory at the row's address say all that the row says?
     func verify(_ e: UnixSocketEntry) -> Bool {
-        rowWords = []
-        chainedRun = false
-        let ok = (try? fullCheck(e)) ?? false
+        let ok = (try? fullCheck(e, keep: .byAddress)) ?? false
         if ok { passed += 1 } else { failed += 1 }
         return ok
     }
@@ -94,8 +99,6 @@ final class RowVerifier {
     /// unix_address → its `len`, read once (accepted sockets share their
     /// listener's).
     private var nameLengths: [UInt64: Int] = [:]
-    /// The row of verifyAll being checked (where its peer word goes).
-    private var current = 0
 
     /// Every row. Each must be the unix socket of its inode (`sk_socket`'s
     /// inode; none for an embryo): two 8-byte reads. A row that shares its
@@ -128,7 +131,6 @@ final class RowVerifier {
         // real table has none, and hashing every row costs more.
         let twinInodes = Self.repeated(entries.lazy.map(\.inode).filter { $0 != 0 })
         let twinAddresses = Self.repeated(entries.lazy.map(\.address))
-        chainedRun = chained
         if peerAt != nil && !chained { peerWords.reserveCapacity(entries.count) }
         rowWords = [UInt64?](repeating: nil, count: peerAt != nil ? entries.count : 0)
         // The loop runs once per row of every kcore run: counts are kept
@@ -141,7 +143,7 @@ final class RowVerifier {
         var nextBegun = false  // is the next row a record the kernel began?
         var ok = [Bool](repeating: false, count: entries.count)
         for i in entries.indices {
-            current = i
+            let keep: Keep = chained ? .byRow(i) : .both(i)
             let e = entries[i]
             let twin = (!twinInodes.isEmpty && twinInodes.contains(e.inode)) || (!twinAddresses.isEmpty && twinAddresses.contains(e.address))
             let kernels: Bool
@@ -152,7 +154,7 @@ final class RowVerifier {
             }
             var whole = false
             if twin {
-                ok[i] = (try? fullCheck(e)) ?? false
+                ok[i] = (try? fullCheck(e, keep: keep)) ?? false
             } else if kernels, e.path == nil, confirmedRows >= Self.layoutSample {
                 if let wordOnly {
                     if e.address != 0, let w = try? memory.readWord(e.address &+ wordOnly) {
@@ -160,11 +162,11 @@ final class RowVerifier {
                         ok[i] = true
                     }
                 } else {
-                    ok[i] = ((try? wordsCheck(e, inode: false)) ?? nil) != nil
+                    ok[i] = ((try? wordsCheck(e, inode: false, keep: keep)) ?? nil) != nil
                 }
                 if ok[i] { begunRows += 1 }
             } else {
-                switch (try? wordsCheck(e, inode: true)) ?? nil {
+                switch (try? wordsCheck(e, inode: true, keep: keep)) ?? nil {
                 case nil: break
                 case .whole?: ok[i] = true; whole = true
                 case .other(let name)?: ok[i] = true; entries[i].path = name
@@ -207,7 +209,7 @@ final class RowVerifier {
     /// name is whole (or memory's is given); nil if the socket is not the
     /// row's. Without `inode`, only its words are read (the address is
     /// kernel memory): a record the kernel began, with no name.
-    private func wordsCheck(_ e: UnixSocketEntry, inode: Bool) throws(KPeerError) -> Name? {
+    private func wordsCheck(_ e: UnixSocketEntry, inode: Bool, keep: Keep) throws(KPeerError) -> Name? {
         let memory = reader.memory
         guard e.address != 0, memory.contains(e.address &+ UInt64(at.socket)) else { return nil }
         // sk_socket, addr, peer and qlen, those wanted, in one read: a pread
@@ -233,7 +235,7 @@ final class RowVerifier {
             func word(_ o: Int) -> UInt64 { UInt64(littleEndian: b.loadUnaligned(fromByteOffset: o - lo, as: UInt64.self)) }
             if inode { words.socket = word(at.socket) }
             if named { words.addr = word(at.addr) }
-            if let peerAt { note(e, word(peerAt)) }
+            if let peerAt { note(e, word(peerAt), keep) }
             if let qlenAt, UInt32(littleEndian: b.loadUnaligned(fromByteOffset: qlenAt - lo, as: UInt32.self)) != 0 {
                 queued.insert(e.address)
             }
@@ -256,10 +258,12 @@ final class RowVerifier {
         return .other(try name(words.addr))
     }
 
-    /// Keeps a row's peer word: by row in a chained check, else by address.
-    private func note(_ e: UnixSocketEntry, _ word: UInt64) {
-        if current < rowWords.count { rowWords[current] = word }
-        if !chainedRun { peerWords[e.address] = word }
+    private func note(_ e: UnixSocketEntry, _ word: UInt64, _ keep: Keep) {
+        switch keep {
+        case .byAddress: peerWords[e.address] = word
+        case .byRow(let i): rowWords[i] = word
+        case .both(let i): rowWords[i] = word; peerWords[e.address] = word
+        }
     }
 
     /// `unix_address.len` (sun_family included), remembered per address.
@@ -281,11 +285,11 @@ final class RowVerifier {
     }
 
     /// Family, type, inode, namespace and name.
-    private func fullCheck(_ e: UnixSocketEntry) throws(KPeerError) -> Bool {
+    private func fullCheck(_ e: UnixSocketEntry, keep: Keep) throws(KPeerError) -> Bool {
         let memory = reader.memory
         guard e.address != 0, memory.contains(e.address), memory.contains(e.address &+ UInt64(at.span - 1)) else { return false }
         let b = try memory.read(e.address, count: at.span)
-        if let peerAt { note(e, le(b, peerAt, 8)) }
+        if let peerAt { note(e, le(b, peerAt, 8), keep) }
         if let qlenAt, le(b, qlenAt, 4) != 0 { queued.insert(e.address) }
         guard le(b, at.family, 2) == 1,  // AF_UNIX
               le(b, at.type, 2) == UInt64(e.rawType) else { return false }
@@ -312,13 +316,7 @@ final class RowVerifier {
             }
             guard netInum[net] == e.netns else { return false }
         }
-        return Self.printed(try name(le(b, at.addr, 8))) == Self.printed(e.path)
-    }
-
-    /// A name as the table prints it: a path that begins with `@` reads
-    /// there as an abstract name.
-    static func printed(_ p: SocketPath?) -> [UInt8]? {
-        p.map { ($0.isAbstract ? [0x40] : []) + $0.bytes }
+        return try name(le(b, at.addr, 8))?.columnBytes == e.path?.columnBytes
     }
 
     /// The name as /proc/net/unix prints it (unix_seq_show): an abstract

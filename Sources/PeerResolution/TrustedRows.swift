@@ -38,12 +38,7 @@ enum TrustedRows {
         // St as unix_seq_show prints it from sk_state for a socket (a row
         // with an inode has one): SS_CONNECTED when established.
         UInt16(d.rawType) == e.rawType && (d.rawState == 10) == e.isListening && e.rawState == (d.rawState == 1 ? 3 : 1)
-            && RowVerifier.printed(printed(d.name)) == RowVerifier.printed(printed(e.path))
-    }
-
-    /// A name as /proc/net/unix prints it: NULs as `@`.
-    static func printed(_ p: SocketPath?) -> SocketPath? {
-        p.map { SocketPath(bytes: $0.bytes.map { $0 == 0 ? 0x40 : $0 }, isAbstract: $0.isAbstract) }
+            && d.name?.columnBytes == e.path?.columnBytes
     }
 
     /// Netlink: every row that sock_diag lists gets sock_diag's name (as
@@ -55,7 +50,7 @@ enum TrustedRows {
     static func named(_ entries: inout [UnixSocketEntry], known: (UnixSocketEntry) -> Bool,
                       names: (UnixSocketEntry) -> SocketPath?) {
         for i in entries.indices where entries[i].inode != 0 && known(entries[i]) {
-            let name = printed(names(entries[i]))
+            let name = names(entries[i])?.printed
             if name != entries[i].path { entries[i].path = name }
         }
     }
@@ -77,8 +72,8 @@ enum TrustedRows {
     /// guess, or copy a real row's address: an address listed twice names
     /// no socket for sure, and both rows go.
     ///
-    /// Where sock_diag answers (`details`, asked only when some row is
-    /// listed twice), it settles the twins as for the netlink method: a row
+    /// Where sock_diag answers (`details`), a row whose inode it does not
+    /// list goes, and it settles the twins as for the netlink method: a row
     /// listed twice stays only if sock_diag's record of its inode agrees
     /// with it, once per inode; so a forged twin no longer takes the real
     /// row with it.

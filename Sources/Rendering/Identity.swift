@@ -71,18 +71,10 @@ public enum Identity {
         guard let c else { return "null" }
         func opt(_ s: String?) -> String { s.map(JSON.string) ?? "null" }
         var out = "{\"hierarchy\":\(JSON.string(c.hierarchy)),\"path\":\(JSON.string(c.pathText))"
-        if !c.pathText.utf8.elementsEqual(c.path) { out += ",\"path_hex\":\"\(hex(c.path))\"" }
+        if !c.pathText.utf8.elementsEqual(c.path) { out += ",\"path_hex\":\"\(JSON.hex(c.path))\"" }
         out += ",\"unit\":\(opt(c.unit)),\"user_unit\":\(opt(c.userUnit)),\"slice\":\(opt(c.slice))"
         out += ",\"container\":" + (c.container.map { "{\"runtime\":\(JSON.string($0.runtime)),\"id\":\(JSON.string($0.id))}" } ?? "null")
         return out + "}"
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 15)]] }
-        return String(decoding: out, as: UTF8.self)
     }
 
     // MARK: text

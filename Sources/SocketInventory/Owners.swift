@@ -62,9 +62,9 @@ public struct Owner: Hashable, Sendable, Comparable {
     /// `pid/name`, as netstat's PID/Program name column. Owners are joined
     /// with `,` there (and in messages), so a `,` in the name is `\x2c`: a
     /// process named `x,1/sshd` stays one owner.
-    public var label: String { "\(pid)/\(Escape.bytes(nameBytes, also: UInt8(ascii: ",")))" }
+    public var label: String { "\(pid)/\(Escape.ownerName(nameBytes))" }
     /// The name as a `--dump` field, where `:` separates fields.
-    public var dumpField: String { Escape.bytes(nameBytes, also: UInt8(ascii: ":")) }
+    public var dumpField: String { Escape.dumpField(nameBytes) }
 }
 
 /// A process's name as read from /proc/PID/comm, every byte kept.

@@ -21,6 +21,13 @@ public struct SocketPath: Hashable, Sendable {
         }
     }
 
+    /// As /proc/net/unix prints the name (unix_seq_show): every NUL as `@`.
+    public var printed: SocketPath { SocketPath(bytes: bytes.map { $0 == 0 ? 0x40 : $0 }, isAbstract: isAbstract) }
+
+    /// The bytes of the table's Path column: `@` first for an abstract
+    /// name, so a path that begins with `@` reads the same there.
+    public var columnBytes: [UInt8] { (isAbstract ? [0x40] : []) + printed.bytes }
+
     /// As kpeer prints it: `@name` for abstract names, odd bytes escaped so
     /// that one socket stays one line and one column.
     public var display: String { (isAbstract ? "@" : "") + Escape.bytes(bytes) }
