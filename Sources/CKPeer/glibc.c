@@ -16,6 +16,11 @@ int kp_fixed_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes)
 #include <sys/syscall.h>
 #include <unistd.h>
 
+long kp_getdents64(int fd, void *buf, unsigned long size) {
+    long r = syscall(SYS_getdents64, fd, buf, size);
+    return r < 0 ? -errno : r;
+}
+
 int kp_same_files(int pid, int tid) {
     long r = syscall(SYS_kcmp, (pid_t)pid, (pid_t)tid, KCMP_FILES, 0UL, 0UL);
     return r == 0 ? 1 : (r > 0 ? 0 : -errno);

@@ -30,8 +30,11 @@ public final class KernelMemory {
     /// PT_LOAD segments sorted by address.
     public let segments: [Segment]
     private let fd: Int32
-    /// pread calls made so far (for tests).
-    public private(set) var preads = 0
+    /// pread calls made so far (for tests and KPEER_TRACE). Kept behind a
+    /// pointer: a stored var of a class is checked for exclusive access at
+    /// run time on every increment, and this one is bumped once a socket.
+    private let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    public var preads: Int { counter.pointee }
 
     public init(path: String = procKcore) throws(KPeerError) {
         self.path = path
@@ -77,14 +80,18 @@ public final class KernelMemory {
             segs.append(Segment(vaddr: s.vaddr, memsz: s.memsz, filesz: s.filesz, offset: s.offset))
         }
         self.fd = fd
+        counter.initialize(to: 0)
         self.segments = segs.sorted { $0.vaddr < $1.vaddr }
         if segments.isEmpty {
-            close(fd)
+            // Fully initialized: deinit closes fd.
             throw KPeerError(.badFile, "\(path) has no PT_LOAD segments", fix: "give --kcore an ELF core file with memory in it", path: path)
         }
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        counter.deallocate()
+    }
 
     /// The segment holding `address`, by binary search.
     public func segment(containing address: UInt64) -> Segment? {
@@ -114,8 +121,44 @@ public final class KernelMemory {
     /// one pread per socket.
     public func readWord(_ address: UInt64) throws(KPeerError) -> UInt64 {
         var v: UInt64 = 0
+        // Inside one segment's file bytes (nearly always): one pread.
+        if let seg = segment(containing: address), address &+ 8 <= seg.end, address - seg.vaddr + 8 <= seg.filesz {
+            let n = pread(fd, &v, 8, off_t(Int64(bitPattern: seg.offset + (address - seg.vaddr))))
+            counter.pointee += 1
+            if n == 8 { return UInt64(littleEndian: v) }
+        }
         try withUnsafeMutableBytes(of: &v) { (b: UnsafeMutableRawBufferPointer) throws(KPeerError) in try read(address, into: b) }
         return UInt64(littleEndian: v)
+    }
+
+    /// The little-endian word at each of `addresses`, or nil where it cannot
+    /// be read: the resolver's inner loop, kept in one tight loop (one pread
+    /// a word, the segment of the last address tried first) because under
+    /// emulation the code between preads costs as much as the preads.
+    public func readWords(_ addresses: [UInt64]) -> [UInt64?] {
+        var out = [UInt64?](repeating: nil, count: addresses.count)
+        var seg = segments[0]
+        var made = 0
+        for (i, address) in addresses.enumerated() {
+            if address < seg.vaddr || address &+ 8 > seg.end || address &+ 8 < address {
+                guard let s = segment(containing: address), address &+ 8 <= s.end, address &+ 8 > address else {
+                    out[i] = try? readWord(address)  // across segments, or outside: the general path
+                    continue
+                }
+                seg = s
+            }
+            let rel = address - seg.vaddr
+            guard rel + 8 <= seg.filesz else {
+                out[i] = try? readWord(address)
+                continue
+            }
+            var v: UInt64 = 0
+            let n = pread(fd, &v, 8, off_t(Int64(bitPattern: seg.offset + rel)))
+            made += 1
+            out[i] = n == 8 ? UInt64(littleEndian: v) : try? readWord(address)
+        }
+        counter.pointee += made
+        return out
     }
 
     /// Fills `out` from `address` on, segment by segment (adjacent segments
@@ -142,7 +185,7 @@ public final class KernelMemory {
         var done = 0
         while done < count {
             let n = pread(fd, base + done, count - done, off_t(Int64(bitPattern: offset + UInt64(done))))
-            preads += 1
+            counter.pointee += 1
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .cannotRead(path, errno: errno)

@@ -83,8 +83,9 @@ struct KcorePipeline {
         let rows = try Trace.phase("tables") { () throws(KPeerError) in
             try Resolver.readTables(namespaces: namespaces, procRoot: options.procRoot)
         }
-        try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: ""))
-            .checkAddresses(rows)
+        try Trace.phase("address check") { () throws(KPeerError) in
+            try KcoreResolver(memory: memory, offset: MemberOffset(value: 8, source: .calibration, origin: "")).checkAddresses(rows)
+        }
         return Table(namespaces: namespaces, rows: rows, pair: pair)
     }
 
@@ -122,7 +123,7 @@ struct KcorePipeline {
             if let known = symbols.types {
                 types = known
             } else {
-                types = try Trace.phase("types") { () throws(KPeerError) in try Resolver.kernelTypes(options, nil) }
+                types = try Trace.phase("types") { () throws(KPeerError) in try Resolver.kernelTypes(options, nil, buildID: symbols.buildID) }
             }
             out.reader = ObjectReader(memory: memory, types: types)
         } catch {
@@ -133,7 +134,7 @@ struct KcorePipeline {
         // reads it (and, for the latter, which receive queues hold data).
         let oneSocket = wantsFacts && options.factsFocus != nil
         let peerAt = !wantsFacts || oneSocket ? symbols.offset?.value : nil
-        if let verifier = out.reader.flatMap({ RowVerifier(reader: $0, peerAt: peerAt, queues: oneSocket) }) {
+        if let verifier = Trace.phase("row layouts", { out.reader.flatMap { RowVerifier(reader: $0, peerAt: peerAt, queues: oneSocket) } }) {
             if oneSocket, !options.focusAllRows, let focus = options.factsFocus, let peerAt,
                let picked = Trace.phase("row checks", { FocusRows.select(focus, in: table, verifier: verifier, pair: pair) }) {
                 out.entries = picked
@@ -144,7 +145,12 @@ struct KcorePipeline {
                 out.focused = true
                 return out
             }
-            if let (rows, words) = Trace.phase("row checks", { TrustedRows.verifiedWithWords(table, verifier) }) {
+            let before = memory.preads
+            let checked = Trace.phase("row checks", { TrustedRows.verifiedWithWords(table, verifier) })
+            Trace.count("row check preads", memory.preads - before)
+            Trace.count("rows begun", verifier.begun)
+            Trace.count("rows confirmed", verifier.confirmed)
+            if let (rows, words) = checked {
                 out.entries = rows
                 if let peerAt, words.count == rows.count { out.rowWords = (peerAt, words) }
                 if verifier.qlenAt != nil { out.queued = verifier.queued }

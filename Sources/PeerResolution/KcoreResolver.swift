@@ -117,34 +117,38 @@ public struct KcoreResolver {
     /// Four stages, each over the whole table: the peer words, what each
     /// says, which rows were stable while they were read, the links.
     public func links(_ entries: [UnixSocketEntry]) throws(KPeerError) -> (PeerLinks, Check) {
-        try checkAddresses(entries)
-        let index = AddressIndex(entries)
-        let peerOf = peerWords(entries, index)
+        try Trace.phase("links: addresses") { () throws(KPeerError) in try checkAddresses(entries) }
+        let index = Trace.phase("links: index") { AddressIndex(entries) }
+        let peerOf = Trace.phase("links: words") { peerWords(entries, index) }
         memoryPhase?()
-        let outcome = classify(entries, index, peerOf)
-        let stable = try stability(entries, index, peerOf, outcome)
+        let outcome = Trace.phase("links: classify") { classify(entries, index, peerOf) }
+        let stable = try Trace.phase("links: stability") { () throws(KPeerError) in try stability(entries, index, peerOf, outcome) }
         onStable?(stable)
-        return try judged(entries, outcome, stable)
+        return try Trace.phase("links: judged") { () throws(KPeerError) in try judged(entries, outcome, stable) }
     }
 
     /// Stage 1: the word at the peer offset of every row with an address
     /// (one 8-byte pread each, KernelMemory says why; or `readPeers`).
     func peerWords(_ entries: [UnixSocketEntry], _ index: AddressIndex) -> [UInt64?] {
         if let readPeers { return readPeers(entries) }
-        var peerOf = [UInt64?](repeating: nil, count: entries.count)
-        for (address, i) in index.pairs {
-            peerOf[i] = try? memory.readWord(address &+ UInt64(offset.value))
+        var rows: [Int] = [], addresses: [UInt64] = []
+        for (i, e) in entries.enumerated() where e.address != 0 {
+            rows.append(i)
+            addresses.append(e.address &+ UInt64(offset.value))
         }
+        var peerOf = [UInt64?](repeating: nil, count: entries.count)
+        for (k, w) in memory.readWords(addresses).enumerated() { peerOf[rows[k]] = w }
         return peerOf
     }
 
     /// Stage 2: what each pointer says about its row.
     func classify(_ entries: [UnixSocketEntry], _ index: AddressIndex, _ peerOf: [UInt64?]) -> [Outcome] {
         var outcome = [Outcome](repeating: .none, count: entries.count)
+        // Fields are read in place: copying a row retains its name.
         for i in entries.indices {
-            let e = entries[i]
+            let address = entries[i].address, rawType = entries[i].rawType
             guard let p = peerOf[i], p != 0 else {
-                if e.address != 0, e.state == .connected, e.type == .stream || e.type == .seqpacket {
+                if address != 0, entries[i].state == .connected, entries[i].type == .stream || entries[i].type == .seqpacket {
                     outcome[i] = .missing
                 }
                 continue
@@ -159,14 +163,13 @@ public struct KcoreResolver {
                 }
                 continue
             }
-            let t = entries[j]
-            let pointsBack = peerOf[j] == e.address
-            switch e.type {
+            let pointsBack = peerOf[j] == address
+            switch SocketType(rawValue: rawType) {
             case .dgram?:
                 // connect() on a datagram socket is one-way; the target must be a datagram socket.
-                outcome[i] = t.type == .dgram ? .verified(j) : .mismatched(j)
+                outcome[i] = entries[j].type == .dgram ? .verified(j) : .mismatched(j)
             default:
-                outcome[i] = pointsBack && t.rawType == e.rawType ? .verified(j) : .mismatched(j)
+                outcome[i] = pointsBack && entries[j].rawType == rawType ? .verified(j) : .mismatched(j)
             }
         }
         return outcome
@@ -185,7 +188,7 @@ public struct KcoreResolver {
         var tablesAgain = reread != nil
         if let liveOwners {
             let owners = liveOwners()
-            let held = entries.map { $0.inode != 0 && !owners.owners(of: $0.inode).isEmpty }
+            let held = entries.indices.map { entries[$0].inode != 0 && owners.holds(entries[$0].inode) }
             stable = held
             // A held stream socket that the table showed connected holds a
             // reference on its peer and never changes it: from the moment
@@ -250,30 +253,29 @@ public struct KcoreResolver {
         links.peer.reserveCapacity(entries.count)
         // Rows are listed once per socket (TrustedRows): two rows with one
         // inode are two sockets at two addresses that share the number.
-        links.noteTwins(entries.lazy.map(\.inode))
+        links.noteTwins(count: entries.count) { entries[$0].inode }
         for i in entries.indices {
-            let e = entries[i]
             if case .none = outcome[i] { continue }
+            let inode = entries[i].inode  // read in place: copying a row retains its name
             switch outcome[i] {
             case .verified(let j), .mismatched(let j):
-                if !stable[j] { check.changed += 1; links.unverified.insert(e.inode); continue }
+                if !stable[j] { check.changed += 1; links.unverified.insert(inode); continue }
             default: break
             }
-            guard stable[i] else { check.changed += 1; links.unverified.insert(e.inode); continue }
+            guard stable[i] else { check.changed += 1; links.unverified.insert(inode); continue }
             switch outcome[i] {
             case .none: continue
-            case .missing: check.missing += 1; links.unverified.insert(e.inode)
+            case .missing: check.missing += 1; links.unverified.insert(inode)
             case .closed: check.closed += 1
-            case .unknown: check.unknown += 1; links.unverified.insert(e.inode)
-            case .mismatched: check.mismatched += 1; links.unverified.insert(e.inode)
+            case .unknown: check.unknown += 1; links.unverified.insert(inode)
+            case .mismatched: check.mismatched += 1; links.unverified.insert(inode)
             case .verified(let j):
                 check.verified += 1
-                if e.inode == 0 { continue }  // an embryo: its client is handled below
-                let t = entries[j]
-                if t.inode != 0 {
-                    links.peer[e.inode] = t.inode
-                } else if let path = t.path, let listener = listeners[ListenerKey(netns: t.netns, path: path)] ?? nil {
-                    links.pendingOn[e.inode] = entries[listener].inode
+                if inode == 0 { continue }  // an embryo: its client is handled below
+                if entries[j].inode != 0 {
+                    links.peer[inode] = entries[j].inode
+                } else if let path = entries[j].path, let listener = listeners[ListenerKey(netns: entries[j].netns, path: path)] ?? nil {
+                    links.pendingOn[inode] = entries[listener].inode
                 } else {
                     check.unattributed += 1
                 }
@@ -302,36 +304,24 @@ public struct KcoreResolver {
     /// rows of `entries`.
     static func listenersByPath(_ entries: [UnixSocketEntry]) -> [ListenerKey: Int?] {
         var out: [ListenerKey: Int?] = [:]
-        for (row, e) in entries.enumerated() where e.isListening && e.inode != 0 {
-            guard let path = e.path else { continue }
-            let key = ListenerKey(netns: e.netns, path: path)
+        // Fields read in place: copying each row would retain its name.
+        for row in entries.indices where entries[row].isListening && entries[row].inode != 0 {
+            guard let path = entries[row].path else { continue }
+            let key = ListenerKey(netns: entries[row].netns, path: path)
             out[key] = out[key] == nil ? .some(row) : .some(nil)
         }
         return out
     }
 }
 
-/// Table rows by kernel address: sorted (address, row) pairs searched by
-/// halving. Cheaper than hashing for a table built once and probed a few
-/// times per row.
+/// Table rows by kernel address (WordIndex): the first row listing each.
 struct AddressIndex {
-    /// Rows with a nonzero address, ascending by address.
-    private(set) var pairs: [(address: UInt64, row: Int)]
+    private let index: WordIndex
 
     init(_ entries: [UnixSocketEntry]) {
-        pairs = []
-        pairs.reserveCapacity(entries.count)
-        for (i, e) in entries.enumerated() where e.address != 0 { pairs.append((e.address, i)) }
-        pairs.sort { $0.address < $1.address || ($0.address == $1.address && $0.row < $1.row) }
+        index = WordIndex(count: entries.count, skipping: 0) { entries[$0].address }
     }
 
     /// The row listed at `address` (the first, should two claim it).
-    subscript(address: UInt64) -> Int? {
-        var lo = 0, hi = pairs.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if pairs[mid].address < address { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < pairs.count && pairs[lo].address == address ? pairs[lo].row : nil
-    }
+    subscript(address: UInt64) -> Int? { address == 0 ? nil : index[address] }
 }

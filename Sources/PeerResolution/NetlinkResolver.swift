@@ -9,7 +9,7 @@ public enum NetlinkResolver {
         var links = PeerLinks()
         links.peer.reserveCapacity(diag.count)
         for e in diag { add(e, to: &links) }
-        links.noteTwins(diag.lazy.map(\.inode))
+        links.noteTwins(count: diag.count) { diag[$0].inode }
         return links
     }
 

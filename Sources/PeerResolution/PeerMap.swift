@@ -39,9 +39,8 @@ public struct PeerLinks: Sendable, Equatable {
     }
 
     /// Notes every inode that `inodes` lists more than once.
-    mutating func noteTwins<S: Sequence>(_ inodes: S) where S.Element == UInt64 {
-        var seen = Set<UInt64>()
-        for i in inodes where i != 0 && !seen.insert(i).inserted { ambiguous.insert(i) }
+    mutating func noteTwins(count: Int, _ inode: (Int) -> UInt64) {
+        ambiguous.formUnion(WordIndex(count: count, skipping: 0, inode).repeated)
     }
 }
 

@@ -249,19 +249,19 @@ public enum Resolver {
         let memory = try run.memory()
         let table = try run.table(memory, calibrating: symbols.offset == nil)
         let rows = run.rows(table.rows, memory, symbols, pair: table.pair)
-        let offset = try run.peerOffset(symbols.offset, memory, rows.entries, pair: table.pair)
+        let offset = try Trace.phase("peer offset") { () throws(KPeerError) in try run.peerOffset(symbols.offset, memory, rows.entries, pair: table.pair) }
         let peers = try run.peers(offset, memory, rows, namespaces: table.namespaces, buildID: symbols.buildID, pair: table.pair)
         return run.map(peers, rows, excluding: table.pair, buildID: symbols.buildID)
     }
 
     /// Struct layouts for the kernel-object reader: the --dwarf or --btf
     /// file the user gave, else remembered for this build, else read now
-    /// (freshTypes).
-    static func kernelTypes(_ o: ResolverOptions, _ given: SymbolFile?) throws(KPeerError) -> KernelTypes {
+    /// (freshTypes). `buildID`: the running kernel's, when already read.
+    static func kernelTypes(_ o: ResolverOptions, _ given: SymbolFile?, buildID: [UInt8]? = nil) throws(KPeerError) -> KernelTypes {
         if let given { return try KernelTypes(given) }
         // Remembered for this build by an earlier run (only then with the
         // offset cache on: tests and --offset runs leave /run alone).
-        if o.offsetCache != nil, let running = BuildID.runningKernel(), let t = o.layoutCache.lookup(buildID: running) {
+        if o.offsetCache != nil, let running = buildID ?? BuildID.runningKernel(), let t = o.layoutCache.lookup(buildID: running) {
             return t
         }
         return try freshTypes()

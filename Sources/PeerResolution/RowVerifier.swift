@@ -49,6 +49,8 @@ final class RowVerifier {
     /// pread, and the addresses of checked rows whose queue is not empty.
     let qlenAt: Int?
     private(set) var queued: Set<UInt64> = []
+    /// The last verifyAll's table listed some address more than once.
+    private(set) var sawRepeatedAddress = false
 
     /// nil when this kernel's layouts lack a member the check needs.
     init?(reader: ObjectReader, peerAt: Int? = nil, queues: Bool = false) {
@@ -127,10 +129,12 @@ final class RowVerifier {
     /// `layoutSample` rows are checked by inode all the same: that is what
     /// proves the layouts.
     func verifyAll(_ entries: inout [UnixSocketEntry], chained: Bool = false) -> [Bool] {
-        // Inodes and addresses listed more than once, found by sorting: a
-        // real table has none, and hashing every row costs more.
-        let twinInodes = Self.repeated(entries.lazy.map(\.inode).filter { $0 != 0 })
-        let twinAddresses = Self.repeated(entries.lazy.map(\.address))
+        // Inodes and addresses listed more than once: a real table has none.
+        let (twinInodes, twinAddresses) = Trace.phase("row twins") { () -> (Set<UInt64>, Set<UInt64>) in
+            (Set(WordIndex(count: entries.count, skipping: 0) { entries[$0].inode }.repeated),
+             Set(WordIndex(count: entries.count) { entries[$0].address }.repeated))
+        }
+        sawRepeatedAddress = !twinAddresses.isEmpty
         if peerAt != nil && !chained { peerWords.reserveCapacity(entries.count) }
         rowWords = [UInt64?](repeating: nil, count: peerAt != nil ? entries.count : 0)
         // The loop runs once per row of every kcore run: counts are kept
@@ -142,28 +146,36 @@ final class RowVerifier {
         let wordOnly = peerAt.flatMap { qlenAt == nil ? UInt64($0) : nil }
         var nextBegun = false  // is the next row a record the kernel began?
         var ok = [Bool](repeating: false, count: entries.count)
+        // Rows the kernel began with nothing but their peer word wanted are
+        // read after the loop, all at once (KernelMemory.readWords): the
+        // chain needs no word of theirs, only that they have no name.
+        var fastRows: [Int] = []
+        var fastAddresses: [UInt64] = []
         for i in entries.indices {
-            let keep: Keep = chained ? .byRow(i) : .both(i)
-            let e = entries[i]
-            let twin = (!twinInodes.isEmpty && twinInodes.contains(e.inode)) || (!twinAddresses.isEmpty && twinAddresses.contains(e.address))
+            // Only the plain fields first: copying the row would retain its name.
+            let address = entries[i].address, inode = entries[i].inode, unnamed = entries[i].path == nil
+            let twin = (!twinInodes.isEmpty && twinInodes.contains(inode)) || (!twinAddresses.isEmpty && twinAddresses.contains(address))
             let kernels: Bool
-            switch e.preceding {
+            switch entries[i].preceding {
             case .header: kernels = chained
             case .pathless, .named: kernels = chained && nextBegun
             case .unknown: kernels = false
             }
+            if !twin, kernels, unnamed, confirmedRows >= Self.layoutSample, let wordOnly {
+                if address != 0 {
+                    fastRows.append(i)
+                    fastAddresses.append(address &+ wordOnly)
+                }
+                nextBegun = true
+                continue
+            }
+            let keep: Keep = chained ? .byRow(i) : .both(i)
+            let e = entries[i]
             var whole = false
             if twin {
                 ok[i] = (try? fullCheck(e, keep: keep)) ?? false
-            } else if kernels, e.path == nil, confirmedRows >= Self.layoutSample {
-                if let wordOnly {
-                    if e.address != 0, let w = try? memory.readWord(e.address &+ wordOnly) {
-                        rowWords[i] = w
-                        ok[i] = true
-                    }
-                } else {
-                    ok[i] = ((try? wordsCheck(e, inode: false, keep: keep)) ?? nil) != nil
-                }
+            } else if kernels, unnamed, confirmedRows >= Self.layoutSample {
+                ok[i] = ((try? wordsCheck(e, inode: false, keep: keep)) ?? nil) != nil
                 if ok[i] { begunRows += 1 }
             } else {
                 switch (try? wordsCheck(e, inode: true, keep: keep)) ?? nil {
@@ -173,8 +185,21 @@ final class RowVerifier {
                 }
                 if ok[i] { confirmedRows += 1 }
             }
-            nextBegun = kernels && (e.path == nil || whole)
+            nextBegun = kernels && (unnamed || whole)
             if ok[i] { passedRows += 1 }
+        }
+        if !fastRows.isEmpty {
+            let read = memory.readWords(fastAddresses)
+            var words = rowWords
+            rowWords = []  // one owner of the array while it is filled
+            for (k, i) in fastRows.enumerated() {
+                guard let w = read[k] else { continue }
+                words[i] = w
+                ok[i] = true
+                begunRows += 1
+                passedRows += 1
+            }
+            rowWords = words
         }
         begun += begunRows
         confirmed = confirmedRows
@@ -188,17 +213,9 @@ final class RowVerifier {
         return verifyAll(&rows, chained: chained)
     }
 
-    /// The values that occur more than once.
-    static func repeated<S: Sequence>(_ values: S) -> Set<UInt64> where S.Element == UInt64 {
-        var sorted = Array(values)
-        sorted.sort()
-        var twice = Set<UInt64>()
-        var i = 1
-        while i < sorted.count {
-            if sorted[i] == sorted[i - 1] { twice.insert(sorted[i]) }
-            i += 1
-        }
-        return twice
+    /// The addresses listed more than once.
+    static func repeatedAddresses(_ entries: [UnixSocketEntry]) -> Set<UInt64> {
+        Set(WordIndex(count: entries.count) { entries[$0].address }.repeated)
     }
 
     /// What a row's check found of its name: the one printed is all of it
@@ -357,15 +374,21 @@ extension TrustedRows {
     static func verifiedWithWords(_ entries: [UnixSocketEntry], _ verifier: RowVerifier)
         -> (rows: [UnixSocketEntry], words: [UInt64?])? {
         var entries = entries
-        let ok = verifier.verifyAll(&entries, chained: true)
+        let ok = Trace.phase("row reads") { verifier.verifyAll(&entries, chained: true) }
+        let words = verifier.rowWords
+        if !verifier.sawRepeatedAddress && !ok.contains(false) {
+            return (entries, words)  // every row vouched for, each address once: nothing to copy
+        }
         var keep = entries.indices.filter { ok[$0] }
         if keep.isEmpty && !entries.isEmpty { return nil }
         // Memory vouched for each row: rows that share an inode at two
         // addresses are two real sockets (the inode counter wrapped) and
         // both stay, for the links to mark the inode ambiguous; a row
         // repeated at one address is one socket.
-        if let unique = uniqueAddressIndices(keep.map { entries[$0] }, vouched: true) { keep = unique.map { keep[$0] } }
-        let words = verifier.rowWords
+        if verifier.sawRepeatedAddress,
+           let unique = Trace.phase("row unique", { uniqueAddressIndices(keep.map { entries[$0] }, vouched: true) }) {
+            keep = unique.map { keep[$0] }
+        }
         return (keep.map { entries[$0] }, words.isEmpty ? [] : keep.map { words[$0] })
     }
 }

@@ -83,7 +83,7 @@ enum TrustedRows {
         let diag = details()
         // A row whose inode sock_diag does not list is no socket.
         if let diag { kept = kept.filter { $0.inode == 0 || diag[$0.inode] != nil } }
-        let twice = RowVerifier.repeated(kept.lazy.map(\.address))
+        let twice = RowVerifier.repeatedAddresses(kept)
         let twins = twinKeys(kept)
         if twice.isEmpty && twins.isEmpty { return kept }
         guard let diag else {
@@ -126,7 +126,7 @@ enum TrustedRows {
     /// them), maybe with another reference count: the first stays.
     static func uniqueAddressIndices(_ entries: [UnixSocketEntry], vouched: Bool = false) -> [Int]? {
         // Found by sorting: a real table lists each address once.
-        let twice = RowVerifier.repeated(entries.lazy.map(\.address))
+        let twice = RowVerifier.repeatedAddresses(entries)
         if twice.isEmpty { return nil }
         var first: [UInt64: Int] = [:]
         var drop = Set<UInt64>()

@@ -124,6 +124,12 @@ public struct OwnerTable: Sendable {
 
     public func owners(of inode: UInt64) -> [Owner] { byInode[inode] ?? [] }
 
+    /// Does some process hold it? (No copy of its owners.)
+    public func holds(_ inode: UInt64) -> Bool {
+        guard let i = byInode.index(forKey: inode) else { return false }
+        return !byInode.values[i].isEmpty
+    }
+
     /// Why "no process holds it" may be untrue, or nil when the scan saw
     /// every process's descriptors.
     public var gaps: String? {
@@ -207,17 +213,15 @@ public enum OwnerScan {
 
     /// Every numeric entry of /proc.
     static func listPids(_ procFD: Int32) -> [Int32] {
-        let dupFD = dup(procFD)
-        if dupFD < 0 { return [] }
-        guard let dir = fdopendir(dupFD) else {
-            close(dupFD)
-            return []
-        }
-        defer { closedir(dir) }
+        // A descriptor of its own: getdents64 moves the directory's position.
+        let dirFD = openat(procFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD < 0 { return [] }
+        defer { close(dirFD) }
         var pids: [Int32] = []
         pids.reserveCapacity(1024)
-        while let ent = readdir(dir) {
-            if let pid = numericName(ent) { pids.append(pid) }
+        _ = DirectoryReader().forEach(dirFD) { name in
+            if let pid = DirectoryReader.number(name) { pids.append(pid) }
+            return true
         }
         return pids
     }
@@ -245,21 +249,6 @@ public enum OwnerScan {
         return (i < n && link[i] == 0x5D && i > 8) ? v : nil
     }
 
-    @inline(__always)
-    static func numericName(_ ent: UnsafeMutablePointer<dirent>) -> Int32? {
-        withUnsafePointer(to: &ent.pointee.d_name) { p in
-            p.withMemoryRebound(to: UInt8.self, capacity: 256) { s -> Int32? in
-                var v: Int32 = 0
-                var i = 0
-                while s[i] != 0 {
-                    guard s[i] >= 0x30, s[i] <= 0x39, i < 9 else { return nil }
-                    v = v * 10 + Int32(s[i] - 0x30)
-                    i += 1
-                }
-                return i > 0 ? v : nil
-            }
-        }
-    }
 }
 
 /// One scan: the pid list, the next pid to take, and each thread's finds.
@@ -316,10 +305,11 @@ final class ScanWork: @unchecked Sendable {
         let link = UnsafeMutablePointer<UInt8>.allocate(capacity: 64)
         defer { link.deallocate() }
         var path = [CChar](repeating: 0, count: 32)
+        let dirs = DirectoryReader()
         while true {
             let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
             if i >= pids.count { break }
-            scanProcess(pids[i], into: &mine, link: link, path: &path)
+            scanProcess(pids[i], into: &mine, link: link, path: &path, dirs: dirs)
         }
         found[slot] = mine
     }
@@ -364,7 +354,8 @@ final class ScanWork: @unchecked Sendable {
         path[at] = 0
     }
 
-    func scanProcess(_ pid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>, path: inout [CChar]) {
+    func scanProcess(_ pid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>, path: inout [CChar],
+                     dirs: DirectoryReader) {
         // Everything about the process is read through one open /proc/PID:
         // should it exit and its pid be reused mid-scan, what is read next
         // fails (ESRCH) instead of describing the newcomer.
@@ -378,7 +369,8 @@ final class ScanWork: @unchecked Sendable {
         let first = mine.inodes.count
         var seen = Set<UInt64>()
         var ringFDs: [(tid: Int32, fd: Int32)] = []
-        if !scanFdDir(pid, pidFD, "fd", into: &mine, link: link, seen: &seen, dedupe: false, via: .fd, tid: 0, rings: &ringFDs) {
+        if !scanFdDir(pid, pidFD, "fd", into: &mine, link: link, seen: &seen, dedupe: false, via: .fd, tid: 0, rings: &ringFDs,
+                         dirs: dirs) {
             mine.unreadable.append(pid)
             return
         }
@@ -401,7 +393,7 @@ final class ScanWork: @unchecked Sendable {
             var standIn: Int32?
             // A task that shares the main thread's table (most do) has
             // nothing new: kcmp(KCMP_FILES) says so in one syscall.
-            for tid in tasks(pidFD) where tid != pid && kp_same_files(pid, tid) != 1 {
+            for tid in tasks(pidFD, dirs) where tid != pid && kp_same_files(pid, tid) != 1 {
                 var via = HoldKind.thread(tid)
                 if leaderGone == nil { leaderGone = Self.isExited(pidFD) }
                 if leaderGone == true {
@@ -415,7 +407,7 @@ final class ScanWork: @unchecked Sendable {
                 Self.setTaskPath(&path, tid)
                 _ = path.withUnsafeBufferPointer { p in
                     scanFdDir(pid, pidFD, p.baseAddress!, into: &mine, link: link, seen: &seen, dedupe: true,
-                              via: via, tid: tid, rings: &ringFDs)
+                              via: via, tid: tid, rings: &ringFDs, dirs: dirs)
                 }
             }
         }
@@ -461,17 +453,14 @@ final class ScanWork: @unchecked Sendable {
     }
 
     /// The thread ids in /proc/PID/task.
-    func tasks(_ pidFD: Int32) -> [Int32] {
+    func tasks(_ pidFD: Int32, _ dirs: DirectoryReader) -> [Int32] {
         let dirFD = openat(pidFD, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirFD < 0 { return [] }
-        guard let dir = fdopendir(dirFD) else {
-            close(dirFD)
-            return []
-        }
-        defer { closedir(dir) }
+        defer { close(dirFD) }
         var tids: [Int32] = []
-        while let ent = readdir(dir) {
-            if let tid = OwnerScan.numericName(ent) { tids.append(tid) }
+        _ = dirs.forEach(dirFD) { name in
+            if let tid = DirectoryReader.number(name) { tids.append(tid) }
+            return true
         }
         return tids
     }
@@ -487,36 +476,35 @@ final class ScanWork: @unchecked Sendable {
     @discardableResult
     func scanFdDir(_ pid: Int32, _ pidFD: Int32, _ dir: UnsafePointer<CChar>, into mine: inout Found,
                    link: UnsafeMutablePointer<UInt8>, seen: inout Set<UInt64>, dedupe: Bool,
-                   via: HoldKind, tid: Int32, rings ringFDs: inout [(tid: Int32, fd: Int32)]) -> Bool {
+                   via: HoldKind, tid: Int32, rings ringFDs: inout [(tid: Int32, fd: Int32)], dirs: DirectoryReader) -> Bool {
         let fdDirFD = openat(pidFD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fdDirFD < 0 { return !(errno == EACCES || errno == EPERM) }
-        guard let fdDir = fdopendir(fdDirFD) else {
-            close(fdDirFD)
-            return true
-        }
-        defer { closedir(fdDir) }
+        defer { close(fdDirFD) }
         let notOwnTable = via != .fd
-        while let fent = readdir(fdDir) {
+        var refused = false
+        _ = dirs.forEach(fdDirFD) { name in
             // Descriptor links of sockets are DT_LNK like every other; the
             // name is the number.
-            guard let fd = OwnerScan.numericName(fent) else { continue }
-            let n = withUnsafePointer(to: &fent.pointee.d_name) { p in
-                p.withMemoryRebound(to: CChar.self, capacity: 256) {
-                    readlinkat(fdDirFD, $0, UnsafeMutableRawPointer(link).assumingMemoryBound(to: CChar.self), 64)
-                }
+            guard let fd = DirectoryReader.number(name) else { return true }
+            let n = name.withMemoryRebound(to: CChar.self, capacity: 16) {
+                readlinkat(fdDirFD, $0, UnsafeMutableRawPointer(link).assumingMemoryBound(to: CChar.self), 64)
             }
             // The directory may be listed (its owner's uid matches) while
             // each link is refused (no ptrace access: a user namespace).
-            if n < 0 && (errno == EACCES || errno == EPERM) { return false }
+            if n < 0 && (errno == EACCES || errno == EPERM) {
+                refused = true
+                return false
+            }
             guard n > 9, let inode = OwnerScan.socketInode(link, n) else {
                 if rings && OwnerScan.isRing(link, n) { ringFDs.append((tid, fd)) }
-                continue
+                return true
             }
-            if dedupe, !seen.insert(inode).inserted { continue }
+            if dedupe, !seen.insert(inode).inserted { return true }
             if notOwnTable { mine.vias.append((mine.inodes.count, via)) }
             record(inode, pid, fd, pidFD, into: &mine)
+            return true
         }
-        return true
+        return !refused
     }
 
     /// One (inode, pid, fd) triple. A process's triples are contiguous and
@@ -555,6 +543,9 @@ final class ScanWork: @unchecked Sendable {
                     break
                 }
                 total += r
+                // comm is printed whole in one read, ending in its newline:
+                // a short read that ends so is all of it (no read for EOF).
+                if total < raw.count, raw[total - 1] == 0x0A { break }
             }
             if total == raw.count {
                 // Longer than any comm (a test's fake /proc): the rest of it.

@@ -136,6 +136,9 @@ int kp_fixed_mmap_threshold(int bytes);
 // 1 yes, 0 no, -errno when kcmp(2) cannot tell (no CONFIG_KCMP, no ptrace
 // access): the caller then reads the task's table anyway.
 int kp_same_files(int pid, int tid);
+// getdents64(2) on an open directory: bytes of linux_dirent64 records put
+// in `buf`, 0 at the end, -errno on error.
+long kp_getdents64(int fd, void *buf, unsigned long size);
 // SO_PEERCRED of the socket `inode` that process `pid` holds as `fd`, read
 // on a copy taken with pidfd_getfd(2). 0, or -errno (-ESTALE: that fd is no
 // longer that socket; -ENOSYS: no pidfd_getfd).
