@@ -18,7 +18,13 @@ public final class DirectoryReader {
     /// directory `fd` (its own position on), "." and ".." included, until
     /// the end or until `body` returns false. false when getdents64 failed
     /// (errno says why).
-    public func forEach(_ fd: Int32, _ body: (UnsafePointer<UInt8>) -> Bool) -> Bool {
+    ///
+    /// `procfs`: the directory is one of /proc's, whose listings fill each
+    /// call until the buffer is full or the directory ends; a call that
+    /// leaves room for a record of the longest name is then the last (the
+    /// call that would return 0 is skipped: one syscall a directory, and
+    /// the owner scan lists one or two a process).
+    public func forEach(_ fd: Int32, procfs: Bool = false, _ body: (UnsafePointer<UInt8>) -> Bool) -> Bool {
         while true {
             let n = kp_getdents64(fd, buffer.baseAddress, UInt(buffer.count))
             if n == 0 { return true }
@@ -36,6 +42,8 @@ public final class DirectoryReader {
                 if !body((buffer.baseAddress! + at + 19).assumingMemoryBound(to: UInt8.self)) { return true }
                 at += reclen
             }
+            // linux_dirent64 of a 255-byte name: 19 + 256, padded to 280.
+            if procfs && buffer.count - n >= 280 { return true }
         }
     }
 

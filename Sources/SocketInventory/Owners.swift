@@ -219,7 +219,7 @@ public enum OwnerScan {
         defer { close(dirFD) }
         var pids: [Int32] = []
         pids.reserveCapacity(1024)
-        _ = DirectoryReader().forEach(dirFD) { name in
+        _ = DirectoryReader().forEach(dirFD, procfs: true) { name in
             if let pid = DirectoryReader.number(name) { pids.append(pid) }
             return true
         }
@@ -249,6 +249,30 @@ public enum OwnerScan {
         return (i < n && link[i] == 0x5D && i > 8) ? v : nil
     }
 
+}
+
+/// A process's /proc/PID/fd, open, and /proc/PID as its "..", opened only
+/// when something else is read (the name and namespace of a process that
+/// holds a socket, its threads, its rings). Lookups through either fail once
+/// the process is gone, even if its pid is reused.
+struct ProcessDirs {
+    let fdDir: Int32
+    private var opened: Int32?
+
+    init(fdDir: Int32) { self.fdDir = fdDir }
+
+    /// /proc/PID, or -1 when it can no longer be opened (the process exited).
+    mutating func pidDir() -> Int32 {
+        if let opened { return opened }
+        let fd = openat(fdDir, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        opened = fd
+        return fd
+    }
+
+    func close() {
+        Glibc.close(fdDir)
+        if let opened, opened >= 0 { Glibc.close(opened) }
+    }
 }
 
 /// One scan: the pid list, the next pid to take, and each thread's finds.
@@ -356,21 +380,24 @@ final class ScanWork: @unchecked Sendable {
 
     func scanProcess(_ pid: Int32, into mine: inout Found, link: UnsafeMutablePointer<UInt8>, path: inout [CChar],
                      dirs: DirectoryReader) {
-        // Everything about the process is read through one open /proc/PID:
-        // should it exit and its pid be reused mid-scan, what is read next
+        // The descriptor table first, /proc/PID/fd, opened in one step (most
+        // processes, kernel threads among them, hold no socket and need
+        // nothing else); what else is read goes through it (ProcessDirs),
+        // so should the process exit and its pid be reused mid-scan, it
         // fails (ESRCH) instead of describing the newcomer.
-        Self.setPath(&path, pid, "")
-        let pidFD = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if pidFD < 0 {
+        Self.setPath(&path, pid, "/fd")
+        let fdDir = openat(procFD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fdDir < 0 {
             if errno == EACCES || errno == EPERM { mine.unreadable.append(pid) }
             return
         }
-        defer { close(pidFD) }
+        var proc = ProcessDirs(fdDir: fdDir)
+        defer { proc.close() }
         let first = mine.inodes.count
         var seen = Set<UInt64>()
         var ringFDs: [(tid: Int32, fd: Int32)] = []
-        if !scanFdDir(pid, pidFD, "fd", into: &mine, link: link, seen: &seen, dedupe: false, via: .fd, tid: 0, rings: &ringFDs,
-                         dirs: dirs) {
+        if !scanFdDir(pid, fdDir, &proc, into: &mine, link: link, seen: &seen, dedupe: false, via: .fd, tid: 0, rings: &ringFDs,
+                      dirs: dirs) {
             mine.unreadable.append(pid)
             return
         }
@@ -384,7 +411,8 @@ final class ScanWork: @unchecked Sendable {
         // common case, cost one stat more; a threaded one a kcmp(2) per
         // task, and a readlink per descriptor only for tasks whose table
         // is their own (or where kcmp cannot tell).
-        if threadCount(pidFD) > 1 {
+        if threadCount(fdDir) > 1 {
+            let pidDir = proc.pidDir()
             seen = Set(mine.inodes[first...])
             // A thread-group leader that exited (pthread_exit) has no table:
             // then the first other task's table is the process's, and only
@@ -393,9 +421,9 @@ final class ScanWork: @unchecked Sendable {
             var standIn: Int32?
             // A task that shares the main thread's table (most do) has
             // nothing new: kcmp(KCMP_FILES) says so in one syscall.
-            for tid in tasks(pidFD, dirs) where tid != pid && kp_same_files(pid, tid) != 1 {
+            for tid in tasks(pidDir, dirs) where tid != pid && kp_same_files(pid, tid) != 1 {
                 var via = HoldKind.thread(tid)
-                if leaderGone == nil { leaderGone = Self.isExited(pidFD) }
+                if leaderGone == nil { leaderGone = Self.isExited(pidDir) }
                 if leaderGone == true {
                     if let s = standIn {
                         if kp_same_files(s, tid) == 1 { continue }
@@ -405,13 +433,14 @@ final class ScanWork: @unchecked Sendable {
                     }
                 }
                 Self.setTaskPath(&path, tid)
-                _ = path.withUnsafeBufferPointer { p in
-                    scanFdDir(pid, pidFD, p.baseAddress!, into: &mine, link: link, seen: &seen, dedupe: true,
+                let taskDir = path.withUnsafeBufferPointer { openat(pidDir, $0.baseAddress!, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+                if taskDir < 0 { continue }
+                _ = scanFdDir(pid, taskDir, &proc, into: &mine, link: link, seen: &seen, dedupe: true,
                               via: via, tid: tid, rings: &ringFDs, dirs: dirs)
-                }
+                close(taskDir)
             }
         }
-        if !ringFDs.isEmpty { scanRings(pid, pidFD, ringFDs, first: first, into: &mine) }
+        if !ringFDs.isEmpty { scanRings(pid, proc.pidDir(), ringFDs, first: first, into: &mine, &proc) }
     }
 
     /// Is this process's main thread a zombie (/proc/PID/stat's state after
@@ -424,7 +453,8 @@ final class ScanWork: @unchecked Sendable {
 
     /// The sockets the process's io_uring rings hold as fixed files that it
     /// does not also hold through a descriptor, recorded with `.ioUring`.
-    func scanRings(_ pid: Int32, _ pidFD: Int32, _ ringFDs: [(tid: Int32, fd: Int32)], first: Int, into mine: inout Found) {
+    func scanRings(_ pid: Int32, _ pidFD: Int32, _ ringFDs: [(tid: Int32, fd: Int32)], first: Int, into mine: inout Found,
+                   _ proc: inout ProcessDirs) {
         var held = Set(mine.inodes[first...])
         var unnamed = 0
         for r in ringFDs {
@@ -438,17 +468,18 @@ final class ScanWork: @unchecked Sendable {
             }
             for (slot, inode) in files.sockets where held.insert(inode).inserted {
                 mine.vias.append((mine.inodes.count, .ioUring(slot: slot)))
-                record(inode, pid, r.fd, pidFD, into: &mine)
+                record(inode, pid, r.fd, &proc, into: &mine)
             }
         }
         if unnamed > 0 { mine.unnamedRingSockets.append((pid, unnamed)) }
     }
 
     /// Threads of the process: /proc/PID/task's link count is 2 plus one
-    /// per thread (one stat, no directory read). 0 when unknown.
-    func threadCount(_ pidFD: Int32) -> Int {
+    /// per thread (one stat, no directory read), reached from /proc/PID/fd.
+    /// 0 when unknown.
+    func threadCount(_ fdDir: Int32) -> Int {
         var st = stat()
-        guard fstatat(pidFD, "task", &st, 0) == 0 else { return 0 }
+        guard fstatat(fdDir, "../task", &st, 0) == 0 else { return 0 }
         return Int(st.st_nlink) - 2
     }
 
@@ -458,7 +489,7 @@ final class ScanWork: @unchecked Sendable {
         if dirFD < 0 { return [] }
         defer { close(dirFD) }
         var tids: [Int32] = []
-        _ = dirs.forEach(dirFD) { name in
+        _ = dirs.forEach(dirFD, procfs: true) { name in
             if let tid = DirectoryReader.number(name) { tids.append(tid) }
             return true
         }
@@ -474,15 +505,12 @@ final class ScanWork: @unchecked Sendable {
     /// process's); with `rings` on, io_uring descriptors are collected into
     /// `rings` for scanRings, with `tid` (0: the process's `fd` directory).
     @discardableResult
-    func scanFdDir(_ pid: Int32, _ pidFD: Int32, _ dir: UnsafePointer<CChar>, into mine: inout Found,
+    func scanFdDir(_ pid: Int32, _ fdDirFD: Int32, _ proc: inout ProcessDirs, into mine: inout Found,
                    link: UnsafeMutablePointer<UInt8>, seen: inout Set<UInt64>, dedupe: Bool,
                    via: HoldKind, tid: Int32, rings ringFDs: inout [(tid: Int32, fd: Int32)], dirs: DirectoryReader) -> Bool {
-        let fdDirFD = openat(pidFD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fdDirFD < 0 { return !(errno == EACCES || errno == EPERM) }
-        defer { close(fdDirFD) }
         let notOwnTable = via != .fd
         var refused = false
-        _ = dirs.forEach(fdDirFD) { name in
+        _ = dirs.forEach(fdDirFD, procfs: true) { name in
             // Descriptor links of sockets are DT_LNK like every other; the
             // name is the number.
             guard let fd = DirectoryReader.number(name) else { return true }
@@ -501,7 +529,7 @@ final class ScanWork: @unchecked Sendable {
             }
             if dedupe, !seen.insert(inode).inserted { return true }
             if notOwnTable { mine.vias.append((mine.inodes.count, via)) }
-            record(inode, pid, fd, pidFD, into: &mine)
+            record(inode, pid, fd, &proc, into: &mine)
             return true
         }
         return !refused
@@ -510,8 +538,9 @@ final class ScanWork: @unchecked Sendable {
     /// One (inode, pid, fd) triple. A process's triples are contiguous and
     /// its entry in `procs` comes with the first of them.
     @inline(__always)
-    func record(_ inode: UInt64, _ pid: Int32, _ fd: Int32, _ pidFD: Int32, into mine: inout Found) {
+    func record(_ inode: UInt64, _ pid: Int32, _ fd: Int32, _ proc: inout ProcessDirs, into mine: inout Found) {
         if mine.procs.last?.pid != pid {
+            let pidFD = proc.pidDir()
             // A main thread that exited shows no namespace (nil): such a
             // pid cannot stand for its namespace (/proc/PID/net/unix and
             // ns/net are gone with the main thread), so it is not offered

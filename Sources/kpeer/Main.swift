@@ -9,6 +9,8 @@ enum Main {
         Startup.inMain()
         ProcessPolicy.apply()
         _ = Output.closedAtStart
+        // Debug builds (every CLI test) hold the written-out help to the table.
+        assert(Help.discussion == Help.generatedDiscussion, "Help.discussion differs from KPeerError.exitStatuses")
         let command: KPeerCommand
         do {
             command = try KPeerCommand.parse()
