@@ -281,14 +281,24 @@ extension FactReader {
     /// The facts of rows proved stable, by inode; a sender named by the
     /// inode of the stable row at its address (nil: closed, or unproved).
     static func settle(_ raw: [SocketFacts?], entries: [UnixSocketEntry], stable: [Bool]) -> [UInt64: SocketFacts] {
+        // Rows by index, fields in place: copying a row retains its name.
+        // Addresses become inodes only where some facts name other sockets
+        // (senders, sockets in flight): most tables have none.
+        let namesOthers = raw.contains { $0.map { !$0.senders.isEmpty || !$0.carryingAddresses.isEmpty } ?? false }
         var inodeAt: [UInt64: UInt64] = [:]
-        for (i, e) in entries.enumerated() where stable[i] && e.inode != 0 { inodeAt[e.address] = e.inode }
+        if namesOthers {
+            inodeAt.reserveCapacity(entries.count)
+            for i in entries.indices where stable[i] && entries[i].inode != 0 { inodeAt[entries[i].address] = entries[i].inode }
+        }
         var out: [UInt64: SocketFacts] = [:]
-        for (i, e) in entries.enumerated() where stable[i] && e.inode != 0 {
+        out.reserveCapacity(entries.count)
+        for i in entries.indices where stable[i] && entries[i].inode != 0 {
             guard var f = raw[i] else { continue }
-            for k in f.senders.indices { f.senders[k].inode = inodeAt[f.senders[k].address] }
-            f.carrying = f.carryingAddresses.compactMap { inodeAt[$0] }
-            out[e.inode] = f
+            if namesOthers {
+                for k in f.senders.indices { f.senders[k].inode = inodeAt[f.senders[k].address] }
+                f.carrying = f.carryingAddresses.compactMap { inodeAt[$0] }
+            }
+            out[entries[i].inode] = f
         }
         return out
     }

@@ -69,7 +69,10 @@ public struct ProcessIdentity: Sendable, Hashable {
 
     /// A small /proc file under `dirFD` (status, cgroup, stat, a ring's
     /// fdinfo), or nil. Read in 4 KiB steps: these are read once per
-    /// process, and most fit in one.
+    /// process, and most fit in one. Each is printed whole by one read
+    /// that has room for it (a single_open seq_file, as a regular file
+    /// would be), so a read that returns less than asked is the last: no
+    /// further read just to see 0.
     static func contents(_ dirFD: Int32, _ name: String) -> [UInt8]? {
         let fd = openat(dirFD, name, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
@@ -84,6 +87,7 @@ public struct ProcessIdentity: Sendable, Hashable {
             }
             if n == 0 { return out }
             out += chunk[0..<n]
+            if n < chunk.count { return out }
         }
     }
 
