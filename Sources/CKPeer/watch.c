@@ -381,8 +381,12 @@ static struct sigaction saved[3];
 static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
 static int installed = 0;
 
+static volatile sig_atomic_t handled_signals = 0;
+int kp_signals_handled(void) { return handled_signals; }
+
 static void on_stop(int sig) {
     int saved_errno = errno;
+    handled_signals = handled_signals + 1;
     stop_signal = sig;
     stop_asked = 1;
     if (stop_pipe[1] >= 0) {

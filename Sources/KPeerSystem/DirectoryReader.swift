@@ -23,9 +23,11 @@ public final class DirectoryReader {
     /// call until the buffer is full or the directory ends; a call that
     /// leaves room for a record of the longest name is then the last (the
     /// call that would return 0 is skipped: one syscall a directory, and
-    /// the owner scan lists one or two a process).
+    /// the owner scan lists one or two a process). A signal handled during
+    /// the call also ends it early (filldir64): then the next call is made.
     public func forEach(_ fd: Int32, procfs: Bool = false, _ body: (UnsafePointer<UInt8>) -> Bool) -> Bool {
         while true {
+            let signals = procfs ? kp_signals_handled() : 0
             let n = kp_getdents64(fd, buffer.baseAddress, UInt(buffer.count))
             if n == 0 { return true }
             if n < 0 {
@@ -43,7 +45,7 @@ public final class DirectoryReader {
                 at += reclen
             }
             // linux_dirent64 of a 255-byte name: 19 + 256, padded to 280.
-            if procfs && buffer.count - n >= 280 { return true }
+            if procfs && buffer.count - n >= 280 && kp_signals_handled() == signals { return true }
         }
     }
 

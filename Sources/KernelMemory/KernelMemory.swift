@@ -137,23 +137,33 @@ public final class KernelMemory {
     /// emulation the code between preads costs as much as the preads.
     public func readWords(_ addresses: [UInt64]) -> [UInt64?] {
         var out = [UInt64?](repeating: nil, count: addresses.count)
-        var seg = segments[0]
+        // The segment `segment(containing:)` would pick: the last one that
+        // starts at or below the address (so overlapping segments, in a core
+        // given as --kcore, read as readWord reads them).
+        var at = 0
         var made = 0
         for (i, address) in addresses.enumerated() {
-            if address < seg.vaddr || address &+ 8 > seg.end || address &+ 8 < address {
-                guard let s = segment(containing: address), address &+ 8 <= s.end, address &+ 8 > address else {
-                    out[i] = try? readWord(address)  // across segments, or outside: the general path
-                    continue
+            let seg = segments[at]
+            let picked = address >= seg.vaddr && (at + 1 == segments.count || address < segments[at + 1].vaddr)
+            if !picked {
+                var lo = 0, hi = segments.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if segments[mid].vaddr <= address { lo = mid + 1 } else { hi = mid }
                 }
-                seg = s
+                guard lo > 0 else { continue }  // below every segment
+                at = lo - 1
             }
-            let rel = address - seg.vaddr
-            guard rel + 8 <= seg.filesz else {
+            let s = segments[at]
+            let rel = address &- s.vaddr
+            // Inside the segment's file bytes: one pread; else (across a
+            // segment's end, into its zeroes, outside) the general path.
+            guard address &+ 8 > address, address &+ 8 <= s.end, rel + 8 <= s.filesz else {
                 out[i] = try? readWord(address)
                 continue
             }
             var v: UInt64 = 0
-            let n = pread(fd, &v, 8, off_t(Int64(bitPattern: seg.offset + rel)))
+            let n = pread(fd, &v, 8, off_t(Int64(bitPattern: s.offset + rel)))
             made += 1
             out[i] = n == 8 ? UInt64(littleEndian: v) : try? readWord(address)
         }

@@ -19,7 +19,12 @@ public final class ObjectReader {
 
     /// The `type` at `address`, which must lie in kernel memory whole.
     public func object(at address: UInt64, type: String) throws(KPeerError) -> KernelObject {
-        let size = try types.size(of: type)
+        try object(at: address, type: type, size: try types.size(of: type))
+    }
+
+    /// The same, the type's size already looked up (a caller reading one
+    /// type at thousands of addresses resolves it once).
+    public func object(at address: UInt64, type: String, size: Int) throws(KPeerError) -> KernelObject {
         guard address != 0, address & 7 == 0 || size < 8,
               memory.contains(address), memory.contains(address &+ UInt64(max(size, 1) - 1)),
               address &+ UInt64(size) >= address else {
@@ -31,8 +36,13 @@ public final class ObjectReader {
     /// The `type` at `address`, its first `length` bytes read at once (one
     /// pread instead of one per member): members inside them are read from
     /// that copy, anything beyond from memory as usual.
-    public func snapshot(at address: UInt64, type: String, length: Int) throws(KPeerError) -> KernelObject {
-        var o = try object(at: address, type: type)
+    public func snapshot(at address: UInt64, type: String, size: Int? = nil, length: Int) throws(KPeerError) -> KernelObject {
+        var o: KernelObject
+        if let size {
+            o = try object(at: address, type: type, size: size)
+        } else {
+            o = try object(at: address, type: type)
+        }
         o.buffer = try memory.read(address, count: length)
         return o
     }

@@ -77,6 +77,8 @@ final class FactReader {
     /// socket instead of one a member (members this kernel lacks are left
     /// out here and reported by the feature that needs them).
     private let span: Int
+    /// sizeof(struct unix_sock), looked up once for every snapshot.
+    private let unixSockSize: Int?
 
     /// The unix_sock members read for every socket, looked up once: nil
     /// where this kernel lacks one (the feature that needs it says so).
@@ -116,6 +118,7 @@ final class FactReader {
             if let m { end = max(end, m.offset + m.size) }
         }
         span = end
+        unixSockSize = try? reader.types.size(of: "unix_sock")
     }
 
     /// A member of the layout, or `.unavailable` naming why this kernel has none.
@@ -150,7 +153,7 @@ final class FactReader {
     /// its own comes with the rest.
     func factsAndPeer(_ e: UnixSocketEntry, peerOffset: Int?) -> (facts: SocketFacts, peer: UInt64?) {
         let length = max(span, (peerOffset ?? 0) + 8)
-        guard let us = try? reader.snapshot(at: e.address, type: "unix_sock", length: length) else {
+        guard let us = try? reader.snapshot(at: e.address, type: "unix_sock", size: unixSockSize, length: length) else {
             return (SocketFacts(), peerOffset.flatMap { try? reader.memory.readWord(e.address &+ UInt64($0)) })
         }
         let peer = peerOffset.flatMap { try? us.unsigned64(at: $0) }

@@ -4,7 +4,7 @@
 /// SipHash, for Set and Dictionary) was a visible share of the run.
 ///
 /// The words come from /proc/net/unix, where any user can forge rows: the
-/// hash multiplier is random per index, so no table can be made whose
+/// hash multiplier is random, drawn once a run, so no table can be made whose
 /// words all collide (which would make building it quadratic).
 struct WordIndex {
     private var keys: [UInt64]

@@ -139,6 +139,10 @@ int kp_same_files(int pid, int tid);
 // getdents64(2) on an open directory: bytes of linux_dirent64 records put
 // in `buf`, 0 at the end, -errno on error.
 long kp_getdents64(int fd, void *buf, unsigned long size);
+// How many signals kpeer has handled and returned from (--watch's stop
+// signals; the others end the process): a syscall they interrupted may
+// have returned short.
+int kp_signals_handled(void);
 // SO_PEERCRED of the socket `inode` that process `pid` holds as `fd`, read
 // on a copy taken with pidfd_getfd(2). 0, or -errno (-ESTALE: that fd is no
 // longer that socket; -ENOSYS: no pidfd_getfd).
