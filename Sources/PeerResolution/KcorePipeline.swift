@@ -287,7 +287,7 @@ struct KcorePipeline {
                 }
             }
             resolver.onStable = { stable in
-                scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
+                scanned.facts = Trace.phase("facts settle") { FactReader.settle(scanned.rawFacts, entries: entries, stable: stable) }
             }
         } else if let factReader {
             // The peer word comes from the same read of each unix_sock as
@@ -298,9 +298,9 @@ struct KcorePipeline {
                     var words = [UInt64?](repeating: nil, count: rows.count)
                     var facts: [SocketFacts?] = []
                     facts.reserveCapacity(rows.count)
-                    for (i, e) in rows.enumerated() {
-                        guard e.address != 0 else { facts.append(SocketFacts()); continue }
-                        let (f, w) = factReader.factsAndPeer(e, peerOffset: at)
+                    for i in rows.indices {
+                        guard rows[i].address != 0 else { facts.append(SocketFacts()); continue }
+                        let (f, w) = factReader.factsAndPeer(rows[i], peerOffset: at)
                         facts.append(f)
                         words[i] = w
                     }
@@ -309,7 +309,7 @@ struct KcorePipeline {
                 }
             }
             resolver.onStable = { stable in
-                scanned.facts = FactReader.settle(scanned.rawFacts, entries: entries, stable: stable)
+                scanned.facts = Trace.phase("facts settle") { FactReader.settle(scanned.rawFacts, entries: entries, stable: stable) }
             }
         } else if let earlyWords {
             resolver.readPeers = earlyWords

@@ -132,9 +132,13 @@ final class FactReader {
     /// immutable once published and pinned by the sockets that point at them.
     private var pidNumbers: [UInt64: Int32?] = [:]
     private var credentials: [UInt64: (uid: UInt32, gid: UInt32)] = [:]
+    /// The last of each looked up, tried before the dictionaries.
+    private var lastPid: (at: UInt64, pid: Int32?)?
+    private var lastCredential: (at: UInt64, ids: (uid: UInt32, gid: UInt32))?
 
     private func attempt<T>(_ feature: String, _ body: () throws(KPeerError) -> T?) -> T? {
-        if unavailable[feature] != nil { return nil }
+        // Nearly always empty: no hashing of the feature's name per socket.
+        if !unavailable.isEmpty, unavailable[feature] != nil { return nil }
         do {
             return try body()
         } catch where error.kind == .unavailable {
@@ -178,8 +182,11 @@ final class FactReader {
                 let pidAt = try us.unsigned(try need(layout.peerPid, "connector"))
                 var pid: Int32?
                 if pidAt != 0 {
-                    if let known = pidNumbers[pidAt] {
+                    if let last = lastPid, last.at == pidAt {
+                        pid = last.pid  // the same process's connections, one after another
+                    } else if let known = pidNumbers[pidAt] {
                         pid = known
+                        lastPid = (pidAt, known)
                     } else {
                         if let anchor {
                             pid = try anchor.translate(pidAt: pidAt, reader: reader)
@@ -191,11 +198,15 @@ final class FactReader {
                             }
                         }
                         pidNumbers[pidAt] = pid
+                        lastPid = (pidAt, pid)
                     }
                 }
                 let ids: (uid: UInt32, gid: UInt32)
-                if let known = credentials[credAt] {
+                if let last = lastCredential, last.at == credAt {
+                    ids = last.ids
+                } else if let known = credentials[credAt] {
                     ids = known
+                    lastCredential = (credAt, known)
                 } else {
                     let cred = try reader.object(at: credAt, type: "cred")
                     // uid and gid sit side by side in struct cred: one read for both.
@@ -208,6 +219,7 @@ final class FactReader {
                                UInt32(truncatingIfNeeded: try cred.unsigned("gid.val")))
                     }
                     credentials[credAt] = ids
+                    lastCredential = (credAt, ids)
                 }
                 return SocketFacts.Connector(pid: pid, uid: ids.uid, gid: ids.gid)
             }
@@ -296,11 +308,13 @@ extension FactReader {
         var out: [UInt64: SocketFacts] = [:]
         out.reserveCapacity(entries.count)
         for i in entries.indices where stable[i] && entries[i].inode != 0 {
-            guard var f = raw[i] else { continue }
-            if namesOthers {
-                for k in f.senders.indices { f.senders[k].inode = inodeAt[f.senders[k].address] }
-                f.carrying = f.carryingAddresses.compactMap { inodeAt[$0] }
+            guard namesOthers else {
+                if let f = raw[i] { out[entries[i].inode] = f }  // stored as read: no copy to change
+                continue
             }
+            guard var f = raw[i] else { continue }
+            for k in f.senders.indices { f.senders[k].inode = inodeAt[f.senders[k].address] }
+            f.carrying = f.carryingAddresses.compactMap { inodeAt[$0] }
             out[entries[i].inode] = f
         }
         return out

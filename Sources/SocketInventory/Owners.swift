@@ -301,6 +301,9 @@ final class ScanWork: @unchecked Sendable {
     let identities: Bool
     /// Read the fixed files of io_uring rings.
     let rings: Bool
+    /// With `identities`: the pid namespace whose processes have one pid
+    /// (ProcessIdentity.flatNamespace), read once a scan.
+    let flatNamespace: UInt64?
     let next = Atomic<Int>(0)
     /// One slot per thread, each written by its own thread only (raw
     /// memory, so that no Array uniqueness check is shared between them).
@@ -312,6 +315,7 @@ final class ScanWork: @unchecked Sendable {
         self.pids = pids
         self.identities = identities
         self.rings = rings
+        flatNamespace = identities ? ProcessIdentity.flatNamespace(procFD: procFD) : nil
         found = .allocate(capacity: OwnerScan.maxThreads)
         found.initialize(repeating: Found())
     }
@@ -546,7 +550,9 @@ final class ScanWork: @unchecked Sendable {
             // ns/net are gone with the main thread), so it is not offered
             // as one.
             mine.procs.append((pid, Self.processName(pidFD), Self.netns(pidFD)))
-            if identities { mine.identities.append((pid, ProcessIdentity.read(pidFD: pidFD))) }
+            if identities {
+                mine.identities.append((pid, ProcessIdentity.read(pidFD: pidFD, pid: pid, flatNamespace: flatNamespace)))
+            }
         }
         mine.inodes.append(inode)
         mine.pids.append(pid)

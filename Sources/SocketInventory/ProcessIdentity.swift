@@ -49,12 +49,30 @@ public struct ProcessIdentity: Sendable, Hashable {
     /// The identity of the process whose /proc/PID directory is open as
     /// `pidFD`: everything read through it, so a pid reused meanwhile gives
     /// nothing rather than the newcomer's identity.
-    public static func read(pidFD: Int32) -> ProcessIdentity {
+    ///
+    /// `pid` in `flatNamespace` (the pid namespace of the /proc read, when
+    /// kpeer is in it: `flatNamespace(procFD:)`): its NSpid is that one
+    /// number, so /proc/PID/status, the costliest file read here, is not.
+    public static func read(pidFD: Int32, pid: Int32? = nil, flatNamespace: UInt64? = nil) -> ProcessIdentity {
         var st = stat()
         let ns = fstatat(pidFD, "ns/pid", &st, 0) == 0 ? UInt64(st.st_ino) : nil
-        let nspid = contents(pidFD, "status").map(parseNSpid) ?? []
+        let nspid: [Int32]
+        if let pid, let ns, ns == flatNamespace {
+            nspid = [pid]
+        } else {
+            nspid = contents(pidFD, "status").map(parseNSpid) ?? []
+        }
         let cgroup = contents(pidFD, "cgroup").flatMap(CgroupPlacement.parse)
         return ProcessIdentity(nspid: nspid, pidNamespace: ns, cgroup: cgroup)
+    }
+
+    /// The pid namespace of the /proc open as `procFD` when kpeer itself is
+    /// in it (its own NSpid has one number), else nil: processes in it have
+    /// one pid, the one /proc names them by.
+    public static func flatNamespace(procFD: Int32) -> UInt64? {
+        guard let status = contents(procFD, "self/status"), parseNSpid(status).count == 1 else { return nil }
+        var st = stat()
+        return fstatat(procFD, "self/ns/pid", &st, 0) == 0 ? UInt64(st.st_ino) : nil
     }
 
     /// The identity of `pid` (a connector's pid, say), or nil when it is
