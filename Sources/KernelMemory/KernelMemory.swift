@@ -33,7 +33,9 @@ public final class KernelMemory {
     /// pread calls made so far (for tests and KPEER_TRACE). Kept behind a
     /// pointer: a stored var of a class is checked for exclusive access at
     /// run time on every increment, and this one is bumped once a socket.
-    private let counter = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+    /// Allocated last in init, once nothing before it can throw (a class
+    /// whose init throws midway never runs deinit).
+    private let counter: UnsafeMutablePointer<Int>
     public var preads: Int { counter.pointee }
 
     public init(path: String = procKcore) throws(KPeerError) {
@@ -80,6 +82,7 @@ public final class KernelMemory {
             segs.append(Segment(vaddr: s.vaddr, memsz: s.memsz, filesz: s.filesz, offset: s.offset))
         }
         self.fd = fd
+        counter = .allocate(capacity: 1)
         counter.initialize(to: 0)
         self.segments = segs.sorted { $0.vaddr < $1.vaddr }
         if segments.isEmpty {

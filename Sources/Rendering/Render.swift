@@ -142,6 +142,20 @@ public enum Render {
 
     static func table(_ map: PeerMap, ownNetns: UInt64, extended: Bool, ownPidNamespace: UInt64? = nil) -> String {
         var out = ByteOutput(expected: map.sockets.count * 128 + 256)
+        writeTable(map, ownNetns: ownNetns, extended: extended, ownPidNamespace: ownPidNamespace, into: &out)
+        return out.finish()
+    }
+
+    /// `table` or `extendedTable` as bytes, to be written out as they are.
+    public static func tableBytes(_ map: PeerMap, ownNetns: UInt64 = 0, extended: Bool = false,
+                                  ownPidNamespace: UInt64? = nil) -> [UInt8] {
+        var out = ByteOutput(expected: map.sockets.count * 128 + 256, asBytes: true)
+        writeTable(map, ownNetns: ownNetns, extended: extended, ownPidNamespace: ownPidNamespace, into: &out)
+        return out.finishBytes()
+    }
+
+    static func writeTable(_ map: PeerMap, ownNetns: UInt64, extended: Bool, ownPidNamespace: UInt64?,
+                           into out: inout ByteOutput) {
         var names = NameCache(dump: false)
         var identityCells: [IdentityKey: [UInt8]] = [:]
         if extended { out.append(extendedHeader) } else { out.append(tableHeader) }
@@ -203,7 +217,6 @@ public enum Render {
             out.byte(0x0A)
             out.endRow()
         }
-        return out.finish()
     }
 
     /// netstat's type words.
@@ -242,6 +255,18 @@ public enum Render {
     /// one to accept it. With `pid`, only that process's own lines.
     public static func dump(_ map: PeerMap, pid: Int32? = nil) -> String {
         var out = ByteOutput(expected: map.sockets.count * 64 + 256)
+        writeDump(map, pid: pid, into: &out)
+        return out.finish()
+    }
+
+    /// `dump` as bytes, to be written out as they are.
+    public static func dumpBytes(_ map: PeerMap, pid: Int32? = nil) -> [UInt8] {
+        var out = ByteOutput(expected: map.sockets.count * 64 + 256, asBytes: true)
+        writeDump(map, pid: pid, into: &out)
+        return out.finishBytes()
+    }
+
+    static func writeDump(_ map: PeerMap, pid: Int32?, into out: inout ByteOutput) {
         var names = NameCache(dump: true)
         for i in map.sockets.indices {
             let peer = map.sockets[i].peer
@@ -264,7 +289,6 @@ public enum Render {
                 out.endRow()
             }
         }
-        return out.finish()
     }
 }
 
@@ -278,14 +302,22 @@ struct ByteOutput: ~Copyable {
     private(set) var count = 0
     private var capacity: Int
     private var text = ""
+    /// The result as bytes instead (`asBytes`): what is written out as it
+    /// is needs no String, and making one checks every byte for UTF-8.
+    private var raw: [UInt8]?
     static let flushAt = 48 << 10
 
     /// `expected`: about how many bytes the whole text will have.
-    init(expected: Int) {
+    init(expected: Int, asBytes: Bool = false) {
         capacity = 64 << 10
         base = .allocate(capacity: capacity)
         // Reserved but untouched memory costs no RSS.
-        text.reserveCapacity(expected)
+        if asBytes {
+            raw = []
+            raw!.reserveCapacity(expected)
+        } else {
+            text.reserveCapacity(expected)
+        }
     }
 
     deinit { base.deallocate() }
@@ -311,7 +343,11 @@ struct ByteOutput: ~Copyable {
 
     mutating func flush() {
         if count == 0 { return }
-        text += String(decoding: UnsafeBufferPointer(start: base, count: count), as: UTF8.self)
+        if raw != nil {
+            raw!.append(contentsOf: UnsafeBufferPointer(start: base, count: count))
+        } else {
+            text += String(decoding: UnsafeBufferPointer(start: base, count: count), as: UTF8.self)
+        }
         count = 0
     }
 
@@ -387,7 +423,12 @@ struct ByteOutput: ~Copyable {
 
     consuming func finish() -> String {
         flush()
-        return text
+        return raw.map { String(decoding: $0, as: UTF8.self) } ?? text
+    }
+
+    consuming func finishBytes() -> [UInt8] {
+        flush()
+        return raw ?? Array(text.utf8)
     }
 }
 

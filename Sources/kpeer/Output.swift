@@ -21,10 +21,20 @@ enum Output {
 
     /// The answer, on stdout.
     static func answer(_ text: String) throws(KPeerError) {
+        var text = text
+        var failure: KPeerError?
+        text.withUTF8 { b in
+            do throws(KPeerError) { try answer(bytes: b) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// The answer as bytes already (Render's tables and dump).
+    static func answer(bytes: UnsafeBufferPointer<UInt8>) throws(KPeerError) {
         if closedAtStart.contains(1) {
             throw KPeerError(.io, "cannot write the answer: standard output is closed", fix: "run kpeer with stdout open (not >&-)")
         }
-        let e = write(text, to: 1)
+        let e = write(bytes, to: 1)
         if e == EPIPE { exit(KPeerError.Kind.io.rawValue) }
         if e != 0 {
             throw KPeerError(.io, "cannot write the answer: \(String(cString: strerror(e)))", fix: "give kpeer an output it can write to")
@@ -37,17 +47,19 @@ enum Output {
     /// 0, or the errno of the write(2) that failed.
     static func write(_ text: String, to fd: Int32) -> Int32 {
         var text = text
-        return text.withUTF8 { buf in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                done += n
+        return text.withUTF8 { write($0, to: fd) }
+    }
+
+    static func write(_ buf: UnsafeBufferPointer<UInt8>, to fd: Int32) -> Int32 {
+        var done = 0
+        while done < buf.count {
+            let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
             }
-            return 0
+            done += n
         }
+        return 0
     }
 }

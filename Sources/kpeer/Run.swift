@@ -203,16 +203,18 @@ extension KPeerCommand {
                              fix: Host.isRoot ? Self.seeEveryHolder : "run kpeer as root (sudo kpeer ...)")
         }
         let map = identityFilter.apply(filter.apply(r.map), identities: r.map.identities)
-        let text = Trace.phase("render") { () -> String in
+        // The table and the dump are written out as the bytes rendered: a
+        // String of them would only check every byte for UTF-8 again.
+        let bytes = Trace.phase("render") { () -> [UInt8] in
             switch format {
-            case .json: JSON.document(map, ownNetns: r.ownNetns)
-            case .dump: Render.dump(map, pid: pid)
-            case .dot: Dot.graph(map, ownNetns: r.ownNetns)
-            case .table: extended ? Render.extendedTable(map, ownNetns: r.ownNetns, ownPidNamespace: PidView.current().namespace)
-                                  : Render.table(map, ownNetns: r.ownNetns)
+            case .json: Array(JSON.document(map, ownNetns: r.ownNetns).utf8)
+            case .dump: Render.dumpBytes(map, pid: pid)
+            case .dot: Array(Dot.graph(map, ownNetns: r.ownNetns).utf8)
+            case .table: Render.tableBytes(map, ownNetns: r.ownNetns, extended: extended,
+                                           ownPidNamespace: extended ? PidView.current().namespace : nil)
             }
         }
-        try Output.answer(text)
+        try bytes.withUnsafeBufferPointer { b throws(KPeerError) in try Output.answer(bytes: b) }
         noteWhatIsHidden(r)
     }
 

@@ -10,6 +10,14 @@
 
 bench_median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# The kpeer before the kernel-object reader, warm, in a mount namespace of
+# its own so the offsets it remembers in /run/kpeer stay apart from ours.
+bench_before_all() {
+    unshare -m sh -c 'mount -t tmpfs -o mode=0755 kpeer-before /run/kpeer &&
+        kpeer-before --method kcore --all > /dev/null 2>&1;
+        crowd_measure kpeer-before --method kcore --all'
+}
+
 bench_kcore_netlink() {
     local sockets runs crowd_pid i ks ns r order m k n kr nr fails o c
     sockets=${BENCH_VM_SOCKETS:-2000}
@@ -57,10 +65,20 @@ bench_kcore_netlink() {
         # warm as this one is: in a mount namespace of its own, so the
         # offsets it remembers in /run/kpeer stay apart from this one's.
         if command -v kpeer-before > /dev/null; then
-            unshare -m sh -c 'mount -t tmpfs -o mode=0755 kpeer-before /run/kpeer &&
-                kpeer-before --method kcore --all > /dev/null 2>&1;
-                crowd_measure kpeer-before --method kcore --all' >> /tmp/bench.t.before
-            crowd_measure kpeer --method kcore --all >> /tmp/bench.t.all2
+            # Two pairs a round, which of the two goes first alternating:
+            # the ratio is the median of the pairs' ratios, each pair timed
+            # back to back, so drift in the guest's speed (TCG on a shared
+            # host moves it by more than 5% within a run) cancels.
+            for half in 0 1; do
+                if [ $(((r + half) % 2)) = 0 ]; then
+                    b=$(bench_before_all); a=$(crowd_measure kpeer --method kcore --all)
+                else
+                    a=$(crowd_measure kpeer --method kcore --all); b=$(bench_before_all)
+                fi
+                echo "$b" >> /tmp/bench.t.before
+                echo "$a" >> /tmp/bench.t.all2
+                echo "$b $a" | awk '$1 > 0 { print $4 / $1 }' >> /tmp/bench.t.pairs
+            done
             # And one socket's peer (kpeer INODE), the everyday question.
             unshare -m sh -c "mount -t tmpfs -o mode=0755 kpeer-before /run/kpeer &&
                 kpeer-before --method kcore $sample > /dev/null 2>&1;
@@ -98,7 +116,7 @@ bench_kcore_netlink() {
     echo "bench-vm sockets=$sockets lines=$(wc -l < /tmp/bench.kcore) runs=$runs kcore=$k netlink=$n" \
         "ratio=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.3f", k / n }') kcore_rss_kb=$kr netlink_rss_kb=$nr kcore_offset=$o kcore_first=$c kcore_all=$a kcore_all_e=$ae" \
         "extended_ratio=$(awk -v e="$ae" -v a="$a" 'BEGIN { printf "%.3f", e / a }') failed_runs=$fails" \
-        "before_all=$b after_all=$a2 before_ratio=$(awk -v a="$a2" -v b="$b" 'BEGIN { if (b > 0 && a > 0) printf "%.3f", a / b; else print "-" }')" \
+        "before_all=$b after_all=$a2 before_ratio=$(bench_median < /tmp/bench.t.pairs 2> /dev/null | awk '$1 != "nan" { printf "%.3f", $1; next } { print "-" }') before_pairs=$(wc -l < /tmp/bench.t.pairs 2> /dev/null || echo 0)" \
         "before_inode=$ib after_inode=$iq inode_ratio=$(awk -v a="$iq" -v b="$ib" 'BEGIN { if (b > 0 && a > 0) printf "%.3f", a / b; else print "-" }')"
     echo "kcore runs:   $(awk '{ printf "%s ", $1 }' /tmp/bench.t.kcore)"
     echo "netlink runs: $(awk '{ printf "%s ", $1 }' /tmp/bench.t.netlink)"
