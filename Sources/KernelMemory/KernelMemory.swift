@@ -125,7 +125,8 @@ public final class KernelMemory {
     public func readWord(_ address: UInt64) throws(KPeerError) -> UInt64 {
         var v: UInt64 = 0
         // Inside one segment's file bytes (nearly always): one pread.
-        if let seg = segment(containing: address), address &+ 8 <= seg.end, address - seg.vaddr + 8 <= seg.filesz {
+        if let seg = segment(containing: address), address &+ 8 > address, address &+ 8 <= seg.end,
+           address - seg.vaddr + 8 <= seg.filesz {
             let n = pread(fd, &v, 8, off_t(Int64(bitPattern: seg.offset + (address - seg.vaddr))))
             counter.pointee += 1
             if n == 8 { return UInt64(littleEndian: v) }

@@ -77,7 +77,7 @@ bench_kcore_netlink() {
                 fi
                 echo "$b" >> /tmp/bench.t.before
                 echo "$a" >> /tmp/bench.t.all2
-                echo "$b $a" | awk '$1 > 0 { print $4 / $1 }' >> /tmp/bench.t.pairs
+                echo "$b $a" | awk '$1 > 0 { print $4 / $1 }' >> /tmp/bench.pairs
             done
             # And one socket's peer (kpeer INODE), the everyday question.
             unshare -m sh -c "mount -t tmpfs -o mode=0755 kpeer-before /run/kpeer &&
@@ -116,7 +116,7 @@ bench_kcore_netlink() {
     echo "bench-vm sockets=$sockets lines=$(wc -l < /tmp/bench.kcore) runs=$runs kcore=$k netlink=$n" \
         "ratio=$(awk -v k="$k" -v n="$n" 'BEGIN { printf "%.3f", k / n }') kcore_rss_kb=$kr netlink_rss_kb=$nr kcore_offset=$o kcore_first=$c kcore_all=$a kcore_all_e=$ae" \
         "extended_ratio=$(awk -v e="$ae" -v a="$a" 'BEGIN { printf "%.3f", e / a }') failed_runs=$fails" \
-        "before_all=$b after_all=$a2 before_ratio=$(bench_median < /tmp/bench.t.pairs 2> /dev/null | awk '$1 != "nan" { printf "%.3f", $1; next } { print "-" }') before_pairs=$(wc -l < /tmp/bench.t.pairs 2> /dev/null || echo 0)" \
+        "before_all=$b after_all=$a2 before_ratio=$(bench_median < /tmp/bench.pairs 2> /dev/null | awk '$1 != "nan" { printf "%.3f", $1; next } { print "-" }') before_pairs=$(wc -l < /tmp/bench.pairs 2> /dev/null || echo 0)" \
         "before_inode=$ib after_inode=$iq inode_ratio=$(awk -v a="$iq" -v b="$ib" 'BEGIN { if (b > 0 && a > 0) printf "%.3f", a / b; else print "-" }')"
     echo "kcore runs:   $(awk '{ printf "%s ", $1 }' /tmp/bench.t.kcore)"
     echo "netlink runs: $(awk '{ printf "%s ", $1 }' /tmp/bench.t.netlink)"
