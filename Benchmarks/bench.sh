@@ -330,8 +330,10 @@ if vm_rows:
     L.append("memory (Docs/HOW-IT-WORKS.md, \"Rows kernel memory vouches for\"): a row only the kernel can")
     L.append("have begun costs the one read of its peer word, any other two or three small reads, the")
     L.append("price of forged rows never being believed. `--all -e` also reads each socket's queues, backlog,")
-    L.append("connector, bound file and in-flight sockets (SocketFacts), with layouts remembered in")
-    L.append("/run/kpeer/layouts.")
+    L.append("connector, bound file and in-flight sockets (SocketFacts); it is timed against `--all` as the kpeer")
+    L.append("before the reader is, in back-to-back pairs, and `-e` ÷ `--all` is the median of the pairs' ratios")
+    L.append("(" + ", ".join(f"{kv.get('kernel')}: {kv.get('extended_pairs', '?')} pairs" for kv in vm_rows) + "). Its layouts")
+    L.append("are remembered in /run/kpeer/layouts.")
     L.append("")
 if watch_rows:
     L.append("## VM: `kpeer --watch`")

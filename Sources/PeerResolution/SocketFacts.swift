@@ -24,14 +24,52 @@ public struct SocketFacts: Sendable, Equatable {
     /// A listener's accept queue: waiting, and the listen() backlog.
     public var backlog: Backlog?
     /// A datagram socket's queue by sending socket (`skb->sk`).
-    public var senders: [Sender] = []
+    public var senders: [Sender] {
+        get { lists?.senders ?? [] }
+        set { lists = Lists.make(newValue, carrying, carryingAddresses) }
+    }
     /// Sockets in flight to this one: passed in SCM_RIGHTS messages queued
     /// on its receive queue, not received yet (`UNIXCB(skb).fp` →
     /// `scm_fp_list.fp[]` → `file.private_data` → `socket.sk`). By inode;
     /// only sockets kpeer lists.
-    public var carrying: [UInt64] = []
+    public var carrying: [UInt64] {
+        get { lists?.carrying ?? [] }
+        set { lists = Lists.make(senders, newValue, carryingAddresses) }
+    }
     /// Their kernel addresses, until the inodes are known.
-    var carryingAddresses: [UInt64] = []
+    var carryingAddresses: [UInt64] {
+        get { lists?.carryingAddresses ?? [] }
+        set { lists = Lists.make(senders, carrying, newValue) }
+    }
+    /// The three lists, boxed: nearly every socket has none (nil), and
+    /// its facts then copy as plain bytes, with no reference counted
+    /// (-e copies every socket's facts several times).
+    private var lists: Lists?
+
+    final class Lists: Sendable, Equatable {
+        let senders: [Sender]
+        let carrying: [UInt64]
+        let carryingAddresses: [UInt64]
+
+        init(_ senders: [Sender], _ carrying: [UInt64], _ carryingAddresses: [UInt64]) {
+            self.senders = senders
+            self.carrying = carrying
+            self.carryingAddresses = carryingAddresses
+        }
+
+        static func make(_ senders: [Sender], _ carrying: [UInt64], _ carryingAddresses: [UInt64]) -> Lists? {
+            senders.isEmpty && carrying.isEmpty && carryingAddresses.isEmpty ? nil : Lists(senders, carrying, carryingAddresses)
+        }
+
+        static func == (a: Lists, b: Lists) -> Bool {
+            a.senders == b.senders && a.carrying == b.carrying && a.carryingAddresses == b.carryingAddresses
+        }
+    }
+
+    /// Senders and sockets in flight, set at once.
+    mutating func setLists(senders: [Sender], carrying: [UInt64], carryingAddresses: [UInt64]) {
+        lists = Lists.make(senders, carrying, carryingAddresses)
+    }
 
     public struct Connector: Sendable, Equatable {
         /// The pid in kpeer's pid namespace; nil when that process's pid
@@ -63,6 +101,9 @@ public struct SocketFacts: Sendable, Equatable {
     }
 
     public init() {}
+
+    /// Names other sockets by address (senders, sockets in flight).
+    var namesOthers: Bool { lists.map { !$0.senders.isEmpty || !$0.carryingAddresses.isEmpty } ?? false }
 }
 
 /// Reads SocketFacts for table rows. A feature whose types or members this
@@ -73,10 +114,14 @@ final class FactReader {
     let pidLevel: Int
     private(set) var unavailable: [String: String] = [:]
 
-    /// Bytes of unix_sock that hold every member read below: one pread a
-    /// socket instead of one a member (members this kernel lacks are left
-    /// out here and reported by the feature that needs them).
-    private let span: Int
+    /// The bytes of unix_sock that hold every member read below, [lo, hi):
+    /// one pread a socket instead of one a member (members this kernel lacks
+    /// are left out here and reported by the feature that needs them). Only
+    /// those bytes: kcore copies every byte through a bounce buffer.
+    private let window: (lo: Int, hi: Int)
+    /// Where each socket's window is read to: one buffer for the whole run,
+    /// not an array a socket.
+    private let scratch: UnsafeMutableRawBufferPointer
     /// sizeof(struct unix_sock), looked up once for every snapshot.
     private let unixSockSize: Int?
 
@@ -113,13 +158,17 @@ final class FactReader {
                         wmem: member("sk.sk_wmem_alloc.refs.counter", for: "send_queue"),
                         queueLength: member("sk.sk_receive_queue.qlen", for: "receive_queue"))
         self.missing = missing
-        var end = 8
+        var lo = Int.max, hi = 0
         for m in [layout.dentry, layout.peerPid, layout.peerCred, layout.maxBacklog, layout.wmem, layout.queueLength] {
-            if let m { end = max(end, m.offset + m.size) }
+            if let m { lo = min(lo, m.offset); hi = max(hi, m.offset + m.size) }
         }
-        span = end
+        window = hi > 0 ? (lo, hi) : (0, 0)
+        // Room for the window and a peer word anywhere in the first page.
+        scratch = .allocate(byteCount: 4096 + 8, alignment: 8)
         unixSockSize = try? reader.types.size(of: "unix_sock")
     }
+
+    deinit { scratch.deallocate() }
 
     /// A member of the layout, or `.unavailable` naming why this kernel has none.
     private func need(_ m: KernelTypes.Member?, _ feature: String) throws(KPeerError) -> KernelTypes.Member {
@@ -156,15 +205,59 @@ final class FactReader {
     /// read of its unix_sock: what KcoreResolver would read with a pread of
     /// its own comes with the rest.
     func factsAndPeer(_ e: UnixSocketEntry, peerOffset: Int?) -> (facts: SocketFacts, peer: UInt64?) {
-        let length = max(span, (peerOffset ?? 0) + 8)
-        guard let us = try? reader.snapshot(at: e.address, type: "unix_sock", size: unixSockSize, length: length) else {
-            return (SocketFacts(), peerOffset.flatMap { try? reader.memory.readWord(e.address &+ UInt64($0)) })
+        var lo = window.lo, hi = window.hi
+        if let p = peerOffset, p >= 0, p + 8 <= 4096 {
+            lo = hi > 0 ? min(lo, p) : p
+            hi = max(hi, p + 8)
         }
-        let peer = peerOffset.flatMap { try? us.unsigned64(at: $0) }
+        let memory = reader.memory
+        // The whole unix_sock must lie in kernel memory, as for any object
+        // the reader reads (ObjectReader.object).
+        let size = UInt64(max(unixSockSize ?? hi, hi, 1))
+        let a = e.address
+        guard hi > lo, a != 0, a & 7 == 0, a &+ size > a, memory.contains(a), memory.contains(a &+ (size - 1)) else {
+            return (SocketFacts(), peerOffset.flatMap { try? memory.readWord(a &+ UInt64($0)) })
+        }
+        let bytes = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(hi - lo)])
+        do {
+            try memory.read(a &+ UInt64(lo), into: bytes)
+        } catch {
+            return (SocketFacts(), peerOffset.flatMap { try? memory.readWord(a &+ UInt64($0)) })
+        }
+        let us = Window(bytes: UnsafeRawBufferPointer(bytes), lo: lo)
+        let peer = peerOffset.flatMap { us.word(at: $0) }
         return (facts(e, us), peer)
     }
 
-    private func facts(_ e: UnixSocketEntry, _ us: KernelObject) -> SocketFacts {
+    /// A unix_sock's window as read: members by offset, little-endian.
+    private struct Window {
+        let bytes: UnsafeRawBufferPointer
+        let lo: Int
+
+        func word(at offset: Int) -> UInt64? {
+            let at = offset - lo
+            guard at >= 0, at + 8 <= bytes.count else { return nil }
+            return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+        }
+
+        /// An integer member (1, 2, 4 or 8 bytes), zero-extended.
+        func unsigned(_ m: KernelTypes.Member) throws(KPeerError) -> UInt64 {
+            let at = m.offset - lo
+            guard m.kind == .integer || m.kind == .enumeration || m.kind == .pointer,
+                  at >= 0, at + m.size <= bytes.count else {
+                throw KPeerError(.unavailable, "a member of unix_sock is not an integer on this kernel")
+            }
+            switch m.size {
+            case 1: return UInt64(bytes[at])
+            case 2: return UInt64(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+            case 4: return UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+            case 8: return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+            default: throw KPeerError(.unavailable, "a member of unix_sock is not an integer on this kernel")
+            }
+        }
+    }
+
+    private func facts(_ e: UnixSocketEntry, _ us: Window) -> SocketFacts {
         var f = SocketFacts()
         if let path = e.path, !path.isAbstract {
             f.boundFile = attempt("bound_file") { () throws(KPeerError) -> BoundFile? in
@@ -243,7 +336,8 @@ final class FactReader {
         let walked = attempt("receive_queue") { () throws(KPeerError) -> ([KernelObject], Bool)? in
             // Most queues are empty: their length, from the same read, settles it.
             if try us.unsigned(try need(layout.queueLength, "receive_queue")) == 0 { return ([], false) }
-            return try us.skbQueue("sk.sk_receive_queue")
+            let sock = try reader.object(at: e.address, type: "unix_sock", size: unixSockSize ?? 4096)
+            return try sock.skbQueue("sk.sk_receive_queue")
         }
         guard let (skbs, torn) = walked else { return f }
         var bytes = 0
@@ -259,10 +353,14 @@ final class FactReader {
             }
         }
         f.receiveQueue = SocketFacts.Queue(skbs: skbs.count, bytes: bytes, partial: torn)
-        f.carryingAddresses = skbs.flatMap { skb in attempt("in_flight") { () throws(KPeerError) -> [UInt64]? in try passed(skb) } ?? [] }
-        f.senders = order.map { sk in
-            SocketFacts.Sender(inode: nil, address: sk, datagrams: bySender[sk]!.0, bytes: bySender[sk]!.1)
-        }
+        if skbs.isEmpty { return f }
+        f.setLists(senders: order.map { sk in
+                       SocketFacts.Sender(inode: nil, address: sk, datagrams: bySender[sk]!.0, bytes: bySender[sk]!.1)
+                   },
+                   carrying: [],
+                   carryingAddresses: skbs.flatMap { skb in
+                       attempt("in_flight") { () throws(KPeerError) -> [UInt64]? in try passed(skb) } ?? []
+                   })
         return f
     }
 }
@@ -299,7 +397,7 @@ extension FactReader {
         // Rows by index, fields in place: copying a row retains its name.
         // Addresses become inodes only where some facts name other sockets
         // (senders, sockets in flight): most tables have none.
-        let namesOthers = raw.contains { $0.map { !$0.senders.isEmpty || !$0.carryingAddresses.isEmpty } ?? false }
+        let namesOthers = raw.contains { $0?.namesOthers ?? false }
         var inodeAt: [UInt64: UInt64] = [:]
         if namesOthers {
             inodeAt.reserveCapacity(entries.count)
@@ -313,8 +411,12 @@ extension FactReader {
                 continue
             }
             guard var f = raw[i] else { continue }
-            for k in f.senders.indices { f.senders[k].inode = inodeAt[f.senders[k].address] }
-            f.carrying = f.carryingAddresses.compactMap { inodeAt[$0] }
+            if f.namesOthers {
+                var senders = f.senders
+                for k in senders.indices { senders[k].inode = inodeAt[senders[k].address] }
+                let addresses = f.carryingAddresses
+                f.setLists(senders: senders, carrying: addresses.compactMap { inodeAt[$0] }, carryingAddresses: addresses)
+            }
             out[entries[i].inode] = f
         }
         return out

@@ -141,7 +141,7 @@ public enum Render {
     }
 
     static func table(_ map: PeerMap, ownNetns: UInt64, extended: Bool, ownPidNamespace: UInt64? = nil) -> String {
-        var out = ByteOutput(expected: map.sockets.count * 128 + 256)
+        var out = ByteOutput(expected: map.sockets.count * (extended ? 288 : 128) + 256)
         writeTable(map, ownNetns: ownNetns, extended: extended, ownPidNamespace: ownPidNamespace, into: &out)
         return out.finish()
     }
@@ -149,7 +149,8 @@ public enum Render {
     /// `table` or `extendedTable` as bytes, to be written out as they are.
     public static func tableBytes(_ map: PeerMap, ownNetns: UInt64 = 0, extended: Bool = false,
                                   ownPidNamespace: UInt64? = nil) -> [UInt8] {
-        var out = ByteOutput(expected: map.sockets.count * 128 + 256, asBytes: true)
+        // An -e row is over twice as wide: reserved once, not grown and copied.
+        var out = ByteOutput(expected: map.sockets.count * (extended ? 288 : 128) + 256, asBytes: true)
         writeTable(map, ownNetns: ownNetns, extended: extended, ownPidNamespace: ownPidNamespace, into: &out)
         return out.finishBytes()
     }
@@ -157,7 +158,11 @@ public enum Render {
     static func writeTable(_ map: PeerMap, ownNetns: UInt64, extended: Bool, ownPidNamespace: UInt64?,
                            into out: inout ByteOutput) {
         var names = NameCache(dump: false)
-        var identityCells: [IdentityKey: [UInt8]] = [:]
+        // The identity cells are the same for every socket of a process
+        // held the same way: rendered once each, kept in slots by pid (a
+        // dictionary keyed by a type of our own costs a search of every
+        // conformance in the binary the first time it grows).
+        var identityCells = [(key: IdentityKey, cells: [UInt8])?](repeating: nil, count: extended ? 1024 : 0)
         if extended { out.append(extendedHeader) } else { out.append(tableHeader) }
         for i in map.sockets.indices {
             let e = map.sockets[i].entry
@@ -192,12 +197,11 @@ public enum Render {
             if extended {
                 // Each width counts its separator, as the header spells them.
                 writeFactColumns(map.facts?[e.inode], into: &out)
-                // The identity cells are the same for every socket of a
-                // process held the same way: rendered once each.
                 let first = map.sockets[i].owners.first
                 let key = first.map { IdentityKey(pid: $0.pid, via: $0.via) }
-                if let key, let cells = identityCells[key] {
-                    out.append(cells)
+                let slot = key.map { Int(UInt32(bitPattern: $0.pid) & 1023) }
+                if let key, let slot, let hit = identityCells[slot], hit.key == key {
+                    out.append(hit.cells)
                 } else {
                     let start = out.count
                     for (text, width) in Identity.columns(first, identity: first.flatMap { map.identities[$0.pid] }, ownPidNamespace: ownPidNamespace) {
@@ -205,7 +209,7 @@ public enum Render {
                         out.append(text)
                         out.pad(from: at, to: width - 1)
                     }
-                    if let key { identityCells[key] = out.bytes(from: start) }
+                    if let key, let slot { identityCells[slot] = (key, out.bytes(from: start)) }
                 }
             }
             if let path = e.path { out.append(path.display) }
@@ -508,7 +512,7 @@ extension String {
 }
 
 /// Which identity cells a holder gets: its process, and how it holds.
-struct IdentityKey: Hashable {
+struct IdentityKey: Equatable {
     var pid: Int32
     var via: HoldKind
 }
