@@ -59,6 +59,27 @@ public enum NetlinkResolver {
                 work.entries = Result { () throws(KPeerError) in try ProcNetUnix.read("/proc/self/net/unix") }
             }
         }
+        return try map(work, owners: owners)
+    }
+
+    /// The same while `scan` (the descriptor scan, on threads of its own)
+    /// runs beside the dump and the table: the dump is kernel time, and on
+    /// more than one core it then adds no wall time of its own. Nothing is
+    /// matched until all three are in, and they are matched by inode, which
+    /// names one socket whichever was read first.
+    static func dumpWhileScanning(_ scan: @escaping () -> OwnerTable) -> Both {
+        let work = Both()
+        Parallel.run(3) { slot in
+            switch slot {
+            case 0: work.owners = scan()
+            case 1: work.links = Result { () throws(KPeerError) in try NetlinkResolver.linksFromDump() }
+            default: work.entries = Result { () throws(KPeerError) in try ProcNetUnix.read("/proc/self/net/unix") }
+            }
+        }
+        return work
+    }
+
+    static func map(_ work: Both, owners: OwnerTable) throws(KPeerError) -> PeerMap {
         // The dump's error first, as when they ran one after the other.
         let (links, known, names) = try work.links!.get()
         // Twins in the table (a forged row) are rare: only then is sock_diag
@@ -73,6 +94,7 @@ public enum NetlinkResolver {
 
     /// The two results, each written by one thread before the join.
     final class Both: @unchecked Sendable {
+        var owners: OwnerTable?
         var links: Result<(PeerLinks, Set<UInt64>, [UInt64: SocketPath]), KPeerError>?
         var entries: Result<[UnixSocketEntry], KPeerError>?
     }

@@ -154,12 +154,24 @@ public enum Resolver {
     /// namespace and no bound files wanted, this is the plain netlink
     /// resolver.
     static func resolveNetlink(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
-        let owners = Trace.phase("owners") { OwnerScan.scan(procRoot: options.procRoot, identities: options.identities) }
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
-        let others = merged(owners.namespaces, options.extraNamespaces).filter { $0.inode != own }
-        if others.isEmpty && !boundFiles {
-            return Resolution(map: try Trace.phase("dump and table") { () throws(KPeerError) in try NetlinkResolver.resolveAll(owners: owners) }, ownNetns: own)
+        let (procRoot, identities) = (options.procRoot, options.identities)
+        let owners: OwnerTable
+        if !boundFiles {
+            // Most machines: kpeer's namespace alone. Its dump and table are
+            // read while the descriptors are scanned, and used only when the
+            // scan found no other namespace.
+            let work = Trace.phase("owners, dump and table") {
+                NetlinkResolver.dumpWhileScanning { Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) } }
+            }
+            owners = work.owners!
+            if merged(owners.namespaces, options.extraNamespaces).allSatisfy({ $0.inode == own }) {
+                return Resolution(map: try NetlinkResolver.map(work, owners: owners), ownNetns: own)
+            }
+        } else {
+            owners = Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) }
         }
+        let others = merged(owners.namespaces, options.extraNamespaces).filter { $0.inode != own }
         let found = try diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: true)
         // A row is vouched for only in the namespace whose dump lists its
         // inode: a forged row in one namespace's table cannot relabel
