@@ -7,6 +7,7 @@
 # inode (socket:[INODE], Linux 6.14 and later) or only its protocol
 # (UNIX-STREAM, before): RingFiles parses both; anything else fails.
 ctr_ring_format() {
+    rm -f /tmp/ctr.uring  # a run before this one left "ready" in it
     sleep 100000 | containers uring > /tmp/ctr.uring &
     wait_ready /tmp/ctr.uring $! || return 1
     pid=$(awk '$1 == "pid" { print $2 }' /tmp/ctr.uring)
@@ -32,6 +33,7 @@ if kpeer --help 2>&1 | grep -q -- '--netns'; then
     # namespace (null), not a host pid.
     ctr_inside() {  # METHOD
         unshare -p -f --mount-proc sh -c '
+            rm -f /tmp/ctr.hold
             sleep 100000 | containers hold > /tmp/ctr.hold &
             while ! grep -q "^ready$" /tmp/ctr.hold; do sleep 0.1; done
             kpeer --method '"$1"' --all --json > /tmp/ctr.json
@@ -99,6 +101,9 @@ if kpeer --help 2>&1 | grep -q -- '--netns'; then
 
     # --netns PID @NAME: the listener of a fixture in `unshare -n`.
     ctr_netns() {  # METHOD
+        # The kcore run left its "ready" here: gone before the next fixture
+        # starts, or it would be read before the shell truncates the file.
+        rm -f /tmp/ctr.abs
         sleep 100000 | unshare -n containers abstract kpeer-ctr-vm > /tmp/ctr.abs &
         wait_ready /tmp/ctr.abs $! || return 1
         pid=$(awk '$1 == "pid" { print $2 }' /tmp/ctr.abs)
