@@ -92,7 +92,7 @@ public enum NetlinkResolver {
         return PeerMap(entries: entries, owners: owners, links: links, method: .netlink)
     }
 
-    /// The two results, each written by one thread before the join.
+    /// The results, each written by one thread before the join.
     final class Both: @unchecked Sendable {
         var owners: OwnerTable?
         var links: Result<(PeerLinks, Set<UInt64>, [UInt64: SocketPath]), KPeerError>?

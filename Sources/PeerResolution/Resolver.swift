@@ -157,10 +157,13 @@ public enum Resolver {
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
         let (procRoot, identities) = (options.procRoot, options.identities)
         let owners: OwnerTable
-        if !boundFiles {
-            // Most machines: kpeer's namespace alone. Its dump and table are
-            // read while the descriptors are scanned, and used only when the
-            // scan found no other namespace.
+        // Most machines: kpeer's namespace alone (a stat of each process's
+        // ns/net says so, for far less than the scan). Its dump and table
+        // are then read while the descriptors are scanned, and used only if
+        // the scan, too, found no other namespace; where there are others,
+        // they are all dumped after the scan, kpeer's own not twice.
+        if !boundFiles,
+           Trace.phase("namespaces", { merged(NetNamespaces.all(procRoot: procRoot), options.extraNamespaces) }).allSatisfy({ $0.inode == own }) {
             let work = Trace.phase("owners, dump and table") {
                 NetlinkResolver.dumpWhileScanning { Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) } }
             }

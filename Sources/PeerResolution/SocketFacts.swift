@@ -215,9 +215,12 @@ final class FactReader {
         // the reader reads (ObjectReader.object).
         let size = UInt64(max(unixSockSize ?? hi, hi, 1))
         let a = e.address
-        guard hi > lo, a != 0, a & 7 == 0, a &+ size > a, memory.contains(a), memory.contains(a &+ (size - 1)) else {
+        guard a != 0, a & 7 == 0, a &+ size > a, memory.contains(a), memory.contains(a &+ (size - 1)) else {
             return (SocketFacts(), peerOffset.flatMap { try? memory.readWord(a &+ UInt64($0)) })
         }
+        // No member at all on this kernel: nothing to read, and each feature
+        // still says why it is missing.
+        if hi <= lo { (lo, hi) = (0, 0) }
         let bytes = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(hi - lo)])
         do {
             try memory.read(a &+ UInt64(lo), into: bytes)
@@ -225,7 +228,7 @@ final class FactReader {
             return (SocketFacts(), peerOffset.flatMap { try? memory.readWord(a &+ UInt64($0)) })
         }
         let us = Window(bytes: UnsafeRawBufferPointer(bytes), lo: lo)
-        let peer = peerOffset.flatMap { us.word(at: $0) }
+        let peer = peerOffset.flatMap { us.word(at: $0) ?? (try? memory.readWord(a &+ UInt64($0))) }
         return (facts(e, us), peer)
     }
 
@@ -243,9 +246,13 @@ final class FactReader {
         /// An integer member (1, 2, 4 or 8 bytes), zero-extended.
         func unsigned(_ m: KernelTypes.Member) throws(KPeerError) -> UInt64 {
             let at = m.offset - lo
-            guard m.kind == .integer || m.kind == .enumeration || m.kind == .pointer,
-                  at >= 0, at + m.size <= bytes.count else {
+            guard m.kind == .integer || m.kind == .enumeration || m.kind == .pointer else {
                 throw KPeerError(.unavailable, "a member of unix_sock is not an integer on this kernel")
+            }
+            // Every member read lies in the window (init): outside it is a
+            // fault of this socket's read, not of the kernel's layouts.
+            guard at >= 0, at + m.size <= bytes.count else {
+                throw KPeerError(.refused, "a unix_sock member lies outside the bytes read")
             }
             switch m.size {
             case 1: return UInt64(bytes[at])
@@ -336,7 +343,7 @@ final class FactReader {
         let walked = attempt("receive_queue") { () throws(KPeerError) -> ([KernelObject], Bool)? in
             // Most queues are empty: their length, from the same read, settles it.
             if try us.unsigned(try need(layout.queueLength, "receive_queue")) == 0 { return ([], false) }
-            let sock = try reader.object(at: e.address, type: "unix_sock", size: unixSockSize ?? 4096)
+            let sock = try reader.object(at: e.address, type: "unix_sock")
             return try sock.skbQueue("sk.sk_receive_queue")
         }
         guard let (skbs, torn) = walked else { return f }

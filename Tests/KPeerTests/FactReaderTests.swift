@@ -64,6 +64,10 @@ import Testing
         let facts = FactReader(reader: reader, pidLevel: 0)
         let peerAt = Int(try w.off("unix_sock", "peer"))
         w.core.poke(conn + UInt64(peerAt), twin)  // read back from the same snapshot
+        // A peer offset past the bytes read with the facts (a page on):
+        // read on its own, the facts unchanged.
+        let farAt = 4096 + 16
+        w.core.poke(conn + UInt64(farAt), 0xfeed_f00d)
         let reader2 = ObjectReader(memory: try KernelMemory(path: try w.core.write()), types: w.types)
         let facts2 = FactReader(reader: reader2, pidLevel: 0)
 
@@ -75,6 +79,9 @@ import Testing
         #expect(c.facts.connector == SocketFacts.Connector(pid: 4242, uid: 1000, gid: 1001))
         #expect(c.facts.sendBytes == 300)
         #expect(c.facts.receiveQueue == SocketFacts.Queue(skbs: 2, bytes: 150, partial: false))
+        let far = facts2.factsAndPeer(row(conn, 10), peerOffset: farAt)
+        #expect(far.peer == 0xfeed_f00d)
+        #expect(far.facts == c.facts)
         let t = facts.facts(row(twin, 11))
         #expect(t.connector == SocketFacts.Connector(pid: 4242, uid: 1000, gid: 1001))
         #expect(t.sendBytes == 0)

@@ -19,7 +19,7 @@ bench_before_all() {
 }
 
 bench_kcore_netlink() {
-    local sockets runs crowd_pid i ks ns r order m k n kr nr fails o c
+    local sockets runs crowd_pid i ks ns r order m k n kr nr fails o c a x b half ae a2 ib iq sample
     sockets=${BENCH_VM_SOCKETS:-2000}
     runs=${BENCH_VM_RUNS:-9}
     rm -f /tmp/bench.*

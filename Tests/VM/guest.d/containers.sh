@@ -35,7 +35,7 @@ if kpeer --help 2>&1 | grep -q -- '--netns'; then
         unshare -p -f --mount-proc sh -c '
             rm -f /tmp/ctr.hold
             sleep 100000 | containers hold > /tmp/ctr.hold &
-            while ! grep -q "^ready$" /tmp/ctr.hold; do sleep 0.1; done
+            while ! grep -q "^ready$" /tmp/ctr.hold 2> /dev/null; do kill -0 $! 2> /dev/null || exit 1; sleep 0.1; done
             kpeer --method '"$1"' --all --json > /tmp/ctr.json
             echo status $?
         ' || return 1
