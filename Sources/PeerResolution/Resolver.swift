@@ -161,8 +161,9 @@ public enum Resolver {
         // ns/net says so, for far less than the scan). Its dump and table
         // are then read while the descriptors are scanned, and used only if
         // the scan, too, found no other namespace; where there are others,
-        // they are all dumped after the scan, kpeer's own not twice.
-        if !boundFiles,
+        // they are all dumped after the scan, kpeer's own not twice. On one
+        // core there is nothing to overlap: the scan comes first, as ever.
+        if !boundFiles, OwnerScan.defaultThreads() > 1,
            Trace.phase("namespaces", { merged(NetNamespaces.all(procRoot: procRoot), options.extraNamespaces) }).allSatisfy({ $0.inode == own }) {
             let work = Trace.phase("owners, dump and table") {
                 NetlinkResolver.dumpWhileScanning { Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) } }

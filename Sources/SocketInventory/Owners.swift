@@ -206,7 +206,7 @@ public enum OwnerScan {
         return UInt64(st.st_ino) != initialPidNamespace
     }
 
-    static func defaultThreads() -> Int {
+    public static func defaultThreads() -> Int {
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         return max(1, min(cores, maxThreads))
     }
