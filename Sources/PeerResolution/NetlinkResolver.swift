@@ -84,12 +84,15 @@ public enum NetlinkResolver {
         let (links, known, names) = try work.links!.get()
         // Twins in the table (a forged row) are rare: only then is sock_diag
         // asked again, for whole records, to tell the real row.
-        var entries = TrustedRows.vouched(try work.entries!.get(), known: known) {
-            guard let all = try? SockDiag.dump(show: UInt32(UDIAG_SHOW_NAME)) else { return nil }
-            return Dictionary(all.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
+        let table = try work.entries!.get()
+        var entries = Trace.phase("rows vouched") {
+            TrustedRows.vouched(table, known: known) {
+                guard let all = try? SockDiag.dump(show: UInt32(UDIAG_SHOW_NAME)) else { return nil }
+                return Dictionary(all.map { ($0.inode, $0) }, uniquingKeysWith: { a, _ in a })
+            }
         }
-        TrustedRows.named(&entries, known: { known.contains($0.inode) }, names: { names[$0.inode] })
-        return PeerMap(entries: entries, owners: owners, links: links, method: .netlink)
+        Trace.phase("rows named") { TrustedRows.named(&entries, known: { known.contains($0.inode) }, names: { names[$0.inode] }) }
+        return Trace.phase("map") { PeerMap(entries: entries, owners: owners, links: links, method: .netlink) }
     }
 
     /// The results, each written by one thread before the join.
