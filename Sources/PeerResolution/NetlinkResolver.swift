@@ -51,29 +51,21 @@ public enum NetlinkResolver {
     /// /proc/net/unix are both formatted by the kernel as they are read:
     /// they are read at the same time, on two threads.
     public static func resolveAll(owners: OwnerTable) throws(KPeerError) -> PeerMap {
-        let work = Both()
-        Parallel.run(2) { slot in
-            if slot == 0 {
-                work.links = Result { () throws(KPeerError) in try NetlinkResolver.linksFromDump() }
-            } else {
-                work.entries = Result { () throws(KPeerError) in try ProcNetUnix.read("/proc/self/net/unix") }
-            }
-        }
-        return try map(work, owners: owners)
+        try map(read(scanning: nil), owners: owners)
     }
 
-    /// The same while `scan` (the descriptor scan, on threads of its own)
-    /// runs beside the dump and the table: the dump is kernel time, and on
-    /// more than one core it then adds no wall time of its own. Nothing is
-    /// matched until all three are in, and they are matched by inode, which
-    /// names one socket whichever was read first.
-    static func dumpWhileScanning(_ scan: @escaping () -> OwnerTable) -> Both {
+    /// The dump and the table, each on a thread; with `scan` (the
+    /// descriptor scan, on threads of its own), that too beside them: the
+    /// dump is kernel time, and on more than one core it then adds no wall
+    /// time of its own. Nothing is matched until all are in, and they are
+    /// matched by inode, which names one socket whichever was read first.
+    static func read(scanning scan: (() -> OwnerTable)?) -> Both {
         let work = Both()
-        Parallel.run(3) { slot in
+        Parallel.run(scan == nil ? 2 : 3) { slot in
             switch slot {
-            case 0: work.owners = scan()
-            case 1: work.links = Result { () throws(KPeerError) in try NetlinkResolver.linksFromDump() }
-            default: work.entries = Result { () throws(KPeerError) in try ProcNetUnix.read("/proc/self/net/unix") }
+            case 0: work.links = Result { () throws(KPeerError) in try NetlinkResolver.linksFromDump() }
+            case 1: work.entries = Result { () throws(KPeerError) in try ProcNetUnix.read("/proc/self/net/unix") }
+            default: work.owners = scan?()
             }
         }
         return work

@@ -156,6 +156,8 @@ public enum Resolver {
     static func resolveNetlink(_ options: ResolverOptions, boundFiles: Bool) throws(KPeerError) -> Resolution {
         let own = NetNamespaces.current(procRoot: options.procRoot) ?? 0
         let (procRoot, identities) = (options.procRoot, options.identities)
+        func scan() -> OwnerTable { Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) } }
+        func foreign(_ found: [NetNamespace]) -> [NetNamespace] { merged(found, options.extraNamespaces).filter { $0.inode != own } }
         let owners: OwnerTable
         // Most machines: kpeer's namespace alone (a stat of each process's
         // ns/net says so, for far less than the scan). Its dump and table
@@ -164,18 +166,19 @@ public enum Resolver {
         // they are all dumped after the scan, kpeer's own not twice. On one
         // core there is nothing to overlap: the scan comes first, as ever.
         if !boundFiles, OwnerScan.defaultThreads() > 1,
-           Trace.phase("namespaces", { merged(NetNamespaces.all(procRoot: procRoot), options.extraNamespaces) }).allSatisfy({ $0.inode == own }) {
-            let work = Trace.phase("owners, dump and table") {
-                NetlinkResolver.dumpWhileScanning { Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) } }
-            }
+           Trace.phase("namespaces", { foreign(NetNamespaces.all(procRoot: procRoot)) }).isEmpty {
+            let work = Trace.phase("owners, dump and table") { NetlinkResolver.read(scanning: scan) }
             owners = work.owners!
-            if merged(owners.namespaces, options.extraNamespaces).allSatisfy({ $0.inode == own }) {
+            if foreign(owners.namespaces).isEmpty {
                 return Resolution(map: try NetlinkResolver.map(work, owners: owners), ownNetns: own)
             }
         } else {
-            owners = Trace.phase("owners") { OwnerScan.scan(procRoot: procRoot, identities: identities) }
+            owners = scan()
+            if !boundFiles, foreign(owners.namespaces).isEmpty {
+                return Resolution(map: try Trace.phase("dump and table") { () throws(KPeerError) in try NetlinkResolver.resolveAll(owners: owners) }, ownNetns: own)
+            }
         }
-        let others = merged(owners.namespaces, options.extraNamespaces).filter { $0.inode != own }
+        let others = foreign(owners.namespaces)
         let found = try diagAcrossNamespaces(own: own, others: others, procRoot: options.procRoot, tables: true)
         // A row is vouched for only in the namespace whose dump lists its
         // inode: a forged row in one namespace's table cannot relabel
