@@ -163,8 +163,8 @@ final class FactReader {
             if let m { lo = min(lo, m.offset); hi = max(hi, m.offset + m.size) }
         }
         window = hi > 0 ? (lo, hi) : (0, 0)
-        // Room for the window and a peer word anywhere in the first page.
-        scratch = .allocate(byteCount: 4096 + 8, alignment: 8)
+        // The window and a peer word read with it both lie in the first page.
+        scratch = .allocate(byteCount: 4096, alignment: 8)
         unixSockSize = try? reader.types.size(of: "unix_sock")
     }
 
@@ -211,24 +211,25 @@ final class FactReader {
             hi = max(hi, p + 8)
         }
         let memory = reader.memory
+        let a = e.address
+        /// The peer word read on its own (no facts, or outside the window).
+        func peerAlone() -> UInt64? { peerOffset.flatMap { try? memory.readWord(a &+ UInt64($0)) } }
         // The whole unix_sock must lie in kernel memory, as for any object
         // the reader reads (ObjectReader.object).
         let size = UInt64(max(unixSockSize ?? hi, hi, 1))
-        let a = e.address
         guard a != 0, a & 7 == 0, a &+ size > a, memory.contains(a), memory.contains(a &+ (size - 1)) else {
-            return (SocketFacts(), peerOffset.flatMap { try? memory.readWord(a &+ UInt64($0)) })
+            return (SocketFacts(), peerAlone())
         }
-        // No member at all on this kernel: nothing to read, and each feature
-        // still says why it is missing.
-        if hi <= lo { (lo, hi) = (0, 0) }
+        // With none of the members on this kernel the window is empty:
+        // nothing is read, and each feature still says why it is missing.
         let bytes = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(hi - lo)])
         do {
             try memory.read(a &+ UInt64(lo), into: bytes)
         } catch {
-            return (SocketFacts(), peerOffset.flatMap { try? memory.readWord(a &+ UInt64($0)) })
+            return (SocketFacts(), peerAlone())
         }
         let us = Window(bytes: UnsafeRawBufferPointer(bytes), lo: lo)
-        let peer = peerOffset.flatMap { us.word(at: $0) ?? (try? memory.readWord(a &+ UInt64($0))) }
+        let peer = peerOffset.flatMap { us.word(at: $0) } ?? peerAlone()
         return (facts(e, us), peer)
     }
 

@@ -140,8 +140,12 @@ public enum Render {
         return out
     }
 
+    /// About how many bytes a table of `rows` takes: an -e row is over
+    /// twice as wide, reserved once rather than grown and copied.
+    static func tableSize(rows: Int, extended: Bool) -> Int { rows * (extended ? 288 : 128) + 256 }
+
     static func table(_ map: PeerMap, ownNetns: UInt64, extended: Bool, ownPidNamespace: UInt64? = nil) -> String {
-        var out = ByteOutput(expected: map.sockets.count * (extended ? 288 : 128) + 256)
+        var out = ByteOutput(expected: tableSize(rows: map.sockets.count, extended: extended))
         writeTable(map, ownNetns: ownNetns, extended: extended, ownPidNamespace: ownPidNamespace, into: &out)
         return out.finish()
     }
@@ -149,8 +153,7 @@ public enum Render {
     /// `table` or `extendedTable` as bytes, to be written out as they are.
     public static func tableBytes(_ map: PeerMap, ownNetns: UInt64 = 0, extended: Bool = false,
                                   ownPidNamespace: UInt64? = nil) -> [UInt8] {
-        // An -e row is over twice as wide: reserved once, not grown and copied.
-        var out = ByteOutput(expected: map.sockets.count * (extended ? 288 : 128) + 256, asBytes: true)
+        var out = ByteOutput(expected: tableSize(rows: map.sockets.count, extended: extended), asBytes: true)
         writeTable(map, ownNetns: ownNetns, extended: extended, ownPidNamespace: ownPidNamespace, into: &out)
         return out.finishBytes()
     }
